@@ -13,3 +13,5 @@ pub fn binary(name: &str) -> PathBuf {
         .expect("target profile dir");
     dir.join(name)
 }
+
+pub mod hpa;
