@@ -5,10 +5,13 @@
 //! See ARCHITECTURE.md for the data path and one line per module.
 
 pub mod cli;
+pub mod memstore;
 pub mod provider;
+pub mod quantity;
 pub mod selector;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -1,0 +1,108 @@
+//! TLS for the metrics API: where the serving certificate comes from (PEM files that are
+//! hot-reloaded, or a self-signed one generated at start-up), and the HTTPS accept loop.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+mod certs;
+mod reload;
+mod serve;
+
+pub use certs::{Identity, SelfSigned, fingerprint, self_signed, server_config};
+pub use reload::{CertFiles, TlsConfig};
+pub use serve::serve;
+
+/// Why TLS could not be set up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read.
+    #[error("cannot read {0}: {1}")]
+    Read(String, String),
+    /// PEM content is missing or malformed.
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    /// rustls refused the certificate/key pair.
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+    /// The self-signed certificate could not be generated (e.g. a bad --tls-san).
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    /// The self-signed certificate could not be written to --tls-self-signed-out.
+    #[error("cannot write the self-signed certificate to {0}: {1}")]
+    Write(String, String),
+}
+
+/// How the serving certificate is chosen (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// `--tls-cert` and `--tls-key`; without them a self-signed certificate is generated.
+    pub files: Option<(PathBuf, PathBuf)>,
+    /// `--tls-san`: extra names for the self-signed certificate.
+    pub sans: Vec<String>,
+    /// `--tls-self-signed-out`: where to write the self-signed certificate's public PEM.
+    pub self_signed_out: Option<PathBuf>,
+    /// `--tls-reload-interval`: how often the files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// The served configuration and, when serving files, the watcher that reloads them.
+#[derive(Debug)]
+pub struct TlsSetup {
+    /// The swappable configuration for the accept loop.
+    pub config: TlsConfig,
+    /// The files to watch (none for a self-signed certificate).
+    pub files: Option<CertFiles>,
+    /// How often to check the files.
+    pub reload_interval: Duration,
+}
+
+impl TlsSetup {
+    /// Loads or generates the certificate, logging its SHA-256 fingerprint.
+    pub fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
+        let (identity, files) = match &settings.files {
+            Some((cert, key)) => {
+                let (files, identity) = CertFiles::load(cert.clone(), key.clone())?;
+                tracing::info!(
+                    cert = %cert.display(),
+                    fingerprint = %identity.fingerprint(),
+                    "serving TLS certificate from {} (SHA-256 {})",
+                    cert.display(),
+                    identity.fingerprint()
+                );
+                (identity, Some(files))
+            }
+            None => {
+                let made = self_signed(&settings.sans)?;
+                if let Some(out) = &settings.self_signed_out {
+                    std::fs::write(out, &made.cert_pem)
+                        .map_err(|e| TlsError::Write(out.display().to_string(), e.to_string()))?;
+                }
+                tracing::info!(
+                    fingerprint = %made.identity.fingerprint(),
+                    "generated a self-signed TLS certificate for localhost, 127.0.0.1{} \
+                     (SHA-256 {})",
+                    settings.sans.iter().map(|s| format!(", {s}")).collect::<String>(),
+                    made.identity.fingerprint()
+                );
+                (made.identity, None)
+            }
+        };
+        Ok(Self {
+            config: TlsConfig::new(server_config(&identity)?),
+            files,
+            reload_interval: settings.reload_interval,
+        })
+    }
+
+    /// Starts the file watcher (if any) as a task that stops with `shutdown`.
+    pub fn spawn_reloader(
+        &mut self,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        if let Some(files) = self.files.take() {
+            tracker.spawn(files.watch(self.config.clone(), self.reload_interval, shutdown));
+        }
+    }
+}
