@@ -14,4 +14,9 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+pub mod broker;
 pub mod hpa;
+pub mod process;
+pub mod publisher;
+pub mod trace;
+pub mod worker;
