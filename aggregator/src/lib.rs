@@ -5,13 +5,18 @@
 //! See ARCHITECTURE.md for the data path and one line per module.
 
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod engine;
 pub mod memstore;
+pub mod policy;
 pub mod provider;
 pub mod quantity;
 pub mod selector;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod window;
 
 use std::sync::Arc;
 

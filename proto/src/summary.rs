@@ -185,6 +185,11 @@ impl AgeSummary {
     pub fn buckets(&self) -> &[(i32, u64)] {
         &self.buckets
     }
+    /// Releases spare bucket capacity (merging reserves room for both sides); call on summaries
+    /// kept for long, such as window slots.
+    pub fn shrink_to_fit(&mut self) {
+        self.buckets.shrink_to_fit();
+    }
     /// Approximate heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.capacity() * std::mem::size_of::<(i32, u64)>()

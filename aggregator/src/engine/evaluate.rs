@@ -1,0 +1,387 @@
+//! One evaluation of a rule for one request, recording every step. Serving and `Explain` both
+//! run this same code, so what Explain shows is what the HPA gets.
+use std::collections::BTreeMap;
+
+use crate::clock::rfc3339;
+use crate::policy::{OnMissing, Rule, RuleSet, Statistic};
+use crate::selector::Selector;
+use crate::window::{SourceSnapshot, SourceWindow, WindowStore};
+
+/// The kind of request being answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One object; one combined value.
+    Object,
+    /// Pods; one value per pod.
+    Pods,
+    /// An external metric; one combined value.
+    External,
+}
+
+/// Which pods a Pods request is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pods {
+    /// Not a Pods request (every pod counts).
+    Any,
+    /// One pod by name.
+    Named(String),
+    /// Pods whose labels match.
+    Selected(Selector),
+}
+
+/// What is asked, in the engine's terms.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Metric name.
+    pub metric: String,
+    /// Request kind.
+    pub kind: Kind,
+    /// The request's namespace.
+    pub namespace: String,
+    /// Pods narrowing (Pods requests).
+    pub pods: Pods,
+    /// Narrows the metric's series (`queue`, `vhost` and the pod's labels).
+    pub metric_selector: Selector,
+    /// The object, for messages (e.g. `deployments.apps default/binder`).
+    pub object: String,
+}
+
+/// One step of the computation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// What the step did.
+    pub description: String,
+    /// The value after it (NaN when it produced none).
+    pub value: f64,
+}
+
+/// One value computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The object it describes (the pod, for Pods requests).
+    pub object_name: String,
+    /// The series' labels (`queue`, `vhost` when every input shares them).
+    pub labels: BTreeMap<String, String>,
+    /// The served value, rounded and clamped.
+    pub value: f64,
+    /// Observation time of the newest data used (Unix ms).
+    pub observed_at_ms: i64,
+}
+
+/// The whole evaluation: inputs, steps, and values or why there are none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The rule used (None when no rule has the name).
+    pub rule: Option<Rule>,
+    /// Every source the rule selected, live or stale.
+    pub inputs: Vec<SourceSnapshot>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Values; empty when there are none.
+    pub outcomes: Vec<Outcome>,
+    /// Why there is no value (when `outcomes` is empty).
+    pub missing: Option<String>,
+}
+
+/// A source's contribution to a group.
+struct Contribution {
+    stat: Option<f64>,
+    vars: BTreeMap<String, f64>,
+    observed_at_ms: i64,
+}
+
+/// Evaluates `req` against the rules and the window at `now_ms`.
+pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64) -> Evaluation {
+    let rule = match req.kind {
+        Kind::External => rules.external(&req.metric),
+        _ => rules.custom(&req.metric),
+    };
+    let mut ev = Evaluation {
+        rule: rule.cloned(),
+        inputs: Vec::new(),
+        steps: Vec::new(),
+        outcomes: Vec::new(),
+        missing: None,
+    };
+    let Some(rule) = rule else {
+        ev.missing = Some(format!("no rule serves a metric named {:?}", req.metric));
+        return ev;
+    };
+    ev.step(format!("{rule}"), f64::NAN);
+    let windows = store.window(rule.window_ms, now_ms, |key, labels| {
+        rule.sources.admits(&req.namespace, key, labels)
+            && req
+                .metric_selector
+                .matches(&series_labels(&key.queue, &key.vhost, labels))
+            && match &req.pods {
+                Pods::Any => true,
+                Pods::Named(pod) => key.pod == *pod,
+                Pods::Selected(sel) => sel.matches(labels),
+            }
+    });
+    ev.inputs = windows.iter().map(|w| w.source.clone()).collect();
+    let (live, stale): (Vec<&SourceWindow>, Vec<&SourceWindow>) = windows
+        .iter()
+        .partition(|w| now_ms - w.source.last_report_ms <= rules.stale_after_ms);
+    for w in &stale {
+        let since = w.source.last_report_ms + rules.stale_after_ms;
+        ev.step(
+            format!("{}: stale since {}, not counted", name(w), rfc3339(since)),
+            f64::NAN,
+        );
+    }
+    let mut groups: BTreeMap<String, Vec<&SourceWindow>> = BTreeMap::new();
+    for w in &live {
+        let group = match req.kind {
+            Kind::Pods => w.source.key.pod.clone(),
+            _ => req.object.clone(),
+        };
+        groups.entry(group).or_default().push(w);
+    }
+    let mut reasons = Vec::new();
+    for (object_name, members) in &groups {
+        match ev.group(rule, object_name, members, now_ms) {
+            Ok(outcome) => ev.outcomes.push(outcome),
+            Err(reason) => reasons.push(reason),
+        }
+    }
+    if ev.outcomes.is_empty() {
+        let reason = if !reasons.is_empty() {
+            reasons.join("; ")
+        } else if let Some(newest) = stale.iter().map(|w| w.source.last_report_ms).max() {
+            format!(
+                "every source is stale (stale since {})",
+                rfc3339(newest + rules.stale_after_ms)
+            )
+        } else {
+            "no source has reported it (never seen)".to_string()
+        };
+        match (rule.on_missing, &req.pods) {
+            (OnMissing::Fallback(v), Pods::Any | Pods::Named(_)) => {
+                ev.step(format!("no data ({reason}): fallback"), v);
+                let object_name = match &req.pods {
+                    Pods::Named(p) => p.clone(),
+                    _ => req.object.clone(),
+                };
+                ev.outcomes.push(Outcome {
+                    object_name,
+                    labels: BTreeMap::new(),
+                    value: v,
+                    observed_at_ms: now_ms,
+                });
+            }
+            _ => ev.missing = Some(reason),
+        }
+    }
+    ev
+}
+
+impl Evaluation {
+    fn step(&mut self, description: String, value: f64) {
+        self.steps.push(Step { description, value });
+    }
+
+    /// Computes one group's value (all of an Object/External request, or one pod).
+    fn group(
+        &mut self,
+        rule: &Rule,
+        object_name: &str,
+        members: &[&SourceWindow],
+        now_ms: i64,
+    ) -> Result<Outcome, String> {
+        let prefix = if object_name.is_empty() {
+            String::new()
+        } else {
+            format!("[{object_name}] ")
+        };
+        let mut parts = Vec::new();
+        for w in members {
+            let c = contribution(rule, w, now_ms, &mut |d, v| {
+                self.step(format!("{prefix}{}: {d}", name(w)), v)
+            });
+            parts.push(c);
+        }
+        let stats: Vec<f64> = parts.iter().filter_map(|c| c.stat).collect();
+        let Some(mut value) = rule.combine.apply(&stats) else {
+            let window = rule.window_ms as f64 / 1000.0;
+            return Err(format!(
+                "no ages in the last {window}s from {} live source(s)",
+                members.len()
+            ));
+        };
+        self.step(
+            format!(
+                "{prefix}combine {:?} over {} source(s)",
+                rule.combine,
+                stats.len()
+            ),
+            value,
+        );
+        if let Some(formula) = &rule.formula {
+            let mut vars = BTreeMap::new();
+            vars.insert("value".to_string(), value);
+            vars.insert("sources".to_string(), stats.len() as f64);
+            let queue = members.iter().filter_map(|w| w.source.queue_state);
+            let (ready, consumers) = queue.fold((0u64, 0u32), |(r, c), q| {
+                (r.max(q.messages_ready), c.max(q.consumers))
+            });
+            vars.insert("messages_ready".to_string(), ready as f64);
+            vars.insert("consumers".to_string(), f64::from(consumers));
+            for s in formula.statistics() {
+                let name = s.variable();
+                let values: Vec<f64> = parts
+                    .iter()
+                    .filter_map(|c| c.vars.get(&name))
+                    .copied()
+                    .collect();
+                vars.insert(name, rule.combine.apply(&values).unwrap_or(0.0));
+            }
+            let shown: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            value = formula.evaluate(&vars).map_err(|e| {
+                self.step(
+                    format!("{prefix}formula `{}`: {e}", formula.source()),
+                    f64::NAN,
+                );
+                e
+            })?;
+            self.step(
+                format!(
+                    "{prefix}formula `{}` with {}",
+                    formula.source(),
+                    shown.join(", ")
+                ),
+                value,
+            );
+        }
+        let served = rule.finish(value);
+        let max = rule.max.map(|m| format!(", max {m}")).unwrap_or_default();
+        self.step(
+            format!("{prefix}{:?}, clamp min {}{max}", rule.rounding, rule.min),
+            served,
+        );
+        let observed_at_ms = parts
+            .iter()
+            .filter(|c| c.stat.is_some())
+            .map(|c| c.observed_at_ms)
+            .max()
+            .unwrap_or(now_ms)
+            .min(now_ms);
+        Ok(Outcome {
+            object_name: object_name.to_string(),
+            labels: shared_labels(members),
+            value: served,
+            observed_at_ms,
+        })
+    }
+}
+
+/// One source's statistic (in the rule's unit), formula variables and observation time.
+fn contribution(
+    rule: &Rule,
+    w: &SourceWindow,
+    now_ms: i64,
+    step: &mut dyn FnMut(String, f64),
+) -> Contribution {
+    let window_s = rule.window_ms as f64 / 1000.0;
+    let ages = &w.ages;
+    let src = &w.source;
+    let mut observed_at_ms = ages.last().map(|(_, at)| at).unwrap_or(i64::MIN);
+    let queue = src.queue_state;
+    // An empty queue with no ages: nothing waits, so ages are 0 (not "no data").
+    let empty_queue = ages.count() == 0 && queue.is_some_and(|q| q.messages_ready == 0);
+    // Stall: messages wait but no sample arrived for stall_after: the head keeps ageing.
+    let stall_ms = match (rule.stall_after_ms, queue) {
+        (Some(after), Some(q)) if q.messages_ready > 0 => {
+            let (last_age, last_at) = src.last_sample.unwrap_or((0, src.first_seen_ms));
+            let silence = now_ms - last_at;
+            (silence >= after).then(|| {
+                step(
+                    format!(
+                        "stalled: {} ready, no sample for {}s; head age >= {}s",
+                        q.messages_ready,
+                        silence as f64 / 1000.0,
+                        (last_age + silence) as f64 / 1000.0
+                    ),
+                    rule.unit.from_ms((last_age + silence) as f64),
+                );
+                (last_age + silence, q.observed_at_ms)
+            })
+        }
+        _ => None,
+    };
+    if empty_queue || stall_ms.is_some() {
+        observed_at_ms = observed_at_ms.max(queue.map(|q| q.observed_at_ms).unwrap_or(now_ms));
+    }
+    let value_of = |s: Statistic| -> Option<f64> {
+        let mut v = s.compute(ages, rule.window_ms);
+        if s.is_age() {
+            if v.is_none() && empty_queue {
+                v = Some(0.0);
+            }
+            if let Some((stall, _)) = stall_ms {
+                v = Some(v.map_or(stall as f64, |x| x.max(stall as f64)));
+            }
+            v.map(|ms| rule.unit.from_ms(ms))
+        } else {
+            v
+        }
+    };
+    let stat = value_of(rule.statistic);
+    let detail = if empty_queue {
+        "queue empty, no ages".to_string()
+    } else {
+        format!("{} ages", ages.count())
+    };
+    step(
+        format!("{} over {window_s}s ({detail})", rule.statistic),
+        stat.unwrap_or(f64::NAN),
+    );
+    let mut vars = BTreeMap::new();
+    if let Some(f) = &rule.formula {
+        for s in f.statistics() {
+            if let Some(v) = value_of(*s) {
+                vars.insert(s.variable(), v);
+            }
+        }
+    }
+    Contribution {
+        stat,
+        vars,
+        observed_at_ms,
+    }
+}
+
+/// A source's series labels: the pod's labels plus `queue` and `vhost`.
+pub fn series_labels(
+    queue: &str,
+    vhost: &str,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = labels.clone();
+    out.insert("queue".into(), queue.into());
+    out.insert("vhost".into(), vhost.into());
+    out
+}
+
+/// `queue` and `vhost` when every member shares them.
+fn shared_labels(members: &[&SourceWindow]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(first) = members.first() {
+        let k = &first.source.key;
+        if members.iter().all(|w| w.source.key.queue == k.queue) {
+            out.insert("queue".to_string(), k.queue.clone());
+        }
+        if members.iter().all(|w| w.source.key.vhost == k.vhost) {
+            out.insert("vhost".to_string(), k.vhost.clone());
+        }
+    }
+    out
+}
+
+fn name(w: &SourceWindow) -> String {
+    let k = &w.source.key;
+    format!(
+        "source {}/{} (queue {}, vhost {})",
+        k.namespace, k.pod, k.queue, k.vhost
+    )
+}

@@ -1,0 +1,437 @@
+//! Windowed state: per source (namespace, pod, queue, vhost), a ring of time slots each holding a
+//! sparse [`AgeSummary`], covering the longest configured window. Memory per source is bounded by
+//! the slot count and the summary's bucket limit, never by the message rate.
+//!
+//! Concurrency: one `DashMap` (sharded locks, no global lock). Every method is synchronous and
+//! holds a shard lock only for its own duration, so no lock is ever held across an `.await`.
+//! Time is always passed in (`now_ms`), so tests control it.
+
+mod dedup;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use dashmap::DashMap;
+use dwell_proto::summary::AgeSummary;
+
+pub use dedup::SeenReports;
+
+/// Target number of slots per longest window: the window's edge is exact to one slot width.
+pub const SLOTS_PER_WINDOW: i64 = 6;
+/// Hard cap on slots per source, whatever happens to the layout.
+const MAX_SLOTS: usize = 32;
+
+/// Identifies a source: one consumer pod watching one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// Kubernetes namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Queue observed.
+    pub queue: String,
+    /// RabbitMQ vhost ("/" by default).
+    pub vhost: String,
+}
+
+/// The broker's view of the queue, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QueueState {
+    /// Messages ready for delivery.
+    pub messages_ready: u64,
+    /// Consumers attached.
+    pub consumers: u32,
+    /// When the broker was asked (Unix ms).
+    pub observed_at_ms: i64,
+}
+
+/// The sidecar's running counters, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SidecarCounters {
+    /// Ages clamped.
+    pub clamped: u64,
+    /// Deliveries without a usable timestamp.
+    pub missing: u64,
+    /// Reports dropped from the sidecar's backlog.
+    pub backlog_dropped: u64,
+}
+
+/// The ages a report carries, already validated.
+#[derive(Debug, Clone)]
+pub enum Ages {
+    /// Raw ages: `(age_ms, observed_at_ms, redelivered)`.
+    Samples(Vec<(i64, i64, bool)>),
+    /// A summary of an interval, placed at `at_ms`.
+    Summary {
+        /// The ages.
+        summary: AgeSummary,
+        /// Where in time the interval lands (its end).
+        at_ms: i64,
+    },
+}
+
+/// One validated report, ready to be taken into the window.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Who observed it.
+    pub key: SourceKey,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Peer address of the connection.
+    pub peer: String,
+    /// Sidecar process identity (0: none).
+    pub instance: u64,
+    /// Report sequence number within the instance.
+    pub seq: u64,
+    /// The ages.
+    pub ages: Ages,
+    /// Queue state, if reported.
+    pub queue_state: Option<QueueState>,
+    /// Sidecar counters, if reported.
+    pub counters: Option<SidecarCounters>,
+}
+
+/// What happened to a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Taken; the number of ages that landed in the window.
+    Accepted(u64),
+    /// Seen before; ignored.
+    Duplicate,
+}
+
+/// A time slot of the ring.
+#[derive(Debug, Clone)]
+struct Slot {
+    start_ms: i64,
+    width_ms: i64,
+    summary: AgeSummary,
+}
+
+/// Everything held for one source.
+#[derive(Debug, Clone)]
+struct SourceState {
+    labels: BTreeMap<String, String>,
+    peer: String,
+    first_seen_ms: i64,
+    last_report_ms: i64,
+    reports: u64,
+    samples: u64,
+    slots: VecDeque<Slot>,
+    last_sample: Option<(i64, i64)>,
+    queue_state: Option<QueueState>,
+    counters: SidecarCounters,
+    seen: SeenReports,
+}
+
+/// A copy of one source's bookkeeping (not its ages), for listings and explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSnapshot {
+    /// Identity.
+    pub key: SourceKey,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Peer of the last report.
+    pub peer: String,
+    /// First report (aggregator clock, Unix ms).
+    pub first_seen_ms: i64,
+    /// Last report (aggregator clock, Unix ms).
+    pub last_report_ms: i64,
+    /// Reports taken.
+    pub reports: u64,
+    /// Ages taken.
+    pub samples: u64,
+    /// Latest age observed and when (Unix ms), ever.
+    pub last_sample: Option<(i64, i64)>,
+    /// Latest queue state.
+    pub queue_state: Option<QueueState>,
+    /// Latest sidecar counters.
+    pub counters: SidecarCounters,
+}
+
+/// A source's snapshot plus its ages over one window.
+#[derive(Debug, Clone)]
+pub struct SourceWindow {
+    /// The source.
+    pub source: SourceSnapshot,
+    /// Every age observed in the window, merged.
+    pub ages: AgeSummary,
+}
+
+/// Counts after a sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    /// Sources reporting within `stale_after`.
+    pub live: usize,
+    /// Sources past `stale_after` but not yet evicted.
+    pub stale: usize,
+    /// Sources evicted by this sweep.
+    pub evicted: usize,
+}
+
+/// The per-source windows of every source.
+#[derive(Debug)]
+pub struct WindowStore {
+    sources: DashMap<SourceKey, SourceState>,
+    slot_width_ms: AtomicI64,
+    span_ms: AtomicI64,
+}
+
+/// Slot width for a longest window: a sixth of it, whole seconds, at least one second.
+pub fn slot_width_for(longest_window_ms: i64) -> i64 {
+    let sixth = (longest_window_ms.max(1) + SLOTS_PER_WINDOW - 1) / SLOTS_PER_WINDOW;
+    ((sixth + 999) / 1000 * 1000).max(1000)
+}
+
+impl WindowStore {
+    /// A store whose slots cover `longest_window_ms`.
+    pub fn new(longest_window_ms: i64) -> Self {
+        let store = Self {
+            sources: DashMap::new(),
+            slot_width_ms: AtomicI64::new(1000),
+            span_ms: AtomicI64::new(1000),
+        };
+        store.set_longest_window(longest_window_ms);
+        store
+    }
+
+    /// Re-sizes the ring for a new longest window (config reload). Existing slots keep their
+    /// own bounds; new data uses the new width.
+    pub fn set_longest_window(&self, longest_window_ms: i64) {
+        let width = slot_width_for(longest_window_ms);
+        self.slot_width_ms.store(width, Ordering::Relaxed);
+        self.span_ms
+            .store(longest_window_ms.max(1) + width, Ordering::Relaxed);
+    }
+
+    /// The current slot width in milliseconds.
+    pub fn slot_width_ms(&self) -> i64 {
+        self.slot_width_ms.load(Ordering::Relaxed)
+    }
+
+    /// Takes one report into its source's window, unless it is a resend.
+    pub fn ingest(&self, obs: Observation, now_ms: i64) -> Taken {
+        let width = self.slot_width_ms();
+        let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
+        let mut entry = self.sources.entry(obs.key).or_insert_with(|| SourceState {
+            labels: BTreeMap::new(),
+            peer: String::new(),
+            first_seen_ms: now_ms,
+            last_report_ms: now_ms,
+            reports: 0,
+            samples: 0,
+            slots: VecDeque::new(),
+            last_sample: None,
+            queue_state: None,
+            counters: SidecarCounters::default(),
+            seen: SeenReports::default(),
+        });
+        let state = entry.value_mut();
+        if !state.seen.first_time(obs.instance, obs.seq) {
+            return Taken::Duplicate;
+        }
+        state.labels = obs.labels;
+        state.peer = obs.peer;
+        state.last_report_ms = state.last_report_ms.max(now_ms);
+        state.reports += 1;
+        if let Some(q) = obs.queue_state
+            && state
+                .queue_state
+                .is_none_or(|old| q.observed_at_ms >= old.observed_at_ms)
+        {
+            state.queue_state = Some(q);
+        }
+        if let Some(c) = obs.counters {
+            state.counters = c;
+        }
+        let mut accepted = 0;
+        match obs.ages {
+            Ages::Samples(samples) => {
+                for (age, at, redelivered) in samples {
+                    note_last(&mut state.last_sample, age, at);
+                    if at < oldest {
+                        continue;
+                    }
+                    slot_for(&mut state.slots, at, width).record(age, at, redelivered);
+                    accepted += 1;
+                }
+            }
+            Ages::Summary { summary, at_ms } => {
+                if let Some((age, at)) = summary.last() {
+                    note_last(&mut state.last_sample, age, at);
+                }
+                if at_ms >= oldest && summary.count() > 0 {
+                    let slot = slot_for(&mut state.slots, at_ms, width);
+                    slot.merge(&summary);
+                    slot.shrink_to_fit();
+                    accepted = summary.count();
+                }
+            }
+        }
+        state.samples += accepted;
+        prune(&mut state.slots, oldest);
+        Taken::Accepted(accepted)
+    }
+
+    /// Forgets a source at once (the sidecar said goodbye). Returns whether it was held.
+    pub fn remove(&self, key: &SourceKey) -> bool {
+        self.sources.remove(key).is_some()
+    }
+
+    /// Number of sources held (live or stale).
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// True when no source is held.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Drops expired slots, evicts sources silent for `stale_after + evict_after`, and counts.
+    pub fn sweep(&self, now_ms: i64, stale_after_ms: i64, evict_after_ms: i64) -> SweepCounts {
+        let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
+        let mut counts = SweepCounts::default();
+        self.sources.retain(|_, state| {
+            let silent = now_ms - state.last_report_ms;
+            if silent > stale_after_ms.saturating_add(evict_after_ms) {
+                counts.evicted += 1;
+                return false;
+            }
+            if silent > stale_after_ms {
+                counts.stale += 1;
+            } else {
+                counts.live += 1;
+            }
+            prune(&mut state.slots, oldest);
+            true
+        });
+        counts
+    }
+
+    /// Snapshots of the sources `keep` selects (by identity and labels).
+    pub fn list(
+        &self,
+        mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
+    ) -> Vec<SourceSnapshot> {
+        let mut out: Vec<SourceSnapshot> = self
+            .sources
+            .iter()
+            .filter(|e| keep(e.key(), &e.value().labels))
+            .map(|e| snapshot(e.key(), e.value()))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// The selected sources with their ages over the last `window_ms` before `now_ms`. A slot
+    /// counts when any part of it lies in the window.
+    pub fn window(
+        &self,
+        window_ms: i64,
+        now_ms: i64,
+        mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
+    ) -> Vec<SourceWindow> {
+        let from = now_ms - window_ms;
+        let mut out: Vec<SourceWindow> = self
+            .sources
+            .iter()
+            .filter(|e| keep(e.key(), &e.value().labels))
+            .map(|e| {
+                let mut ages = AgeSummary::new();
+                for slot in &e.value().slots {
+                    if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
+                        ages.merge(&slot.summary);
+                    }
+                }
+                SourceWindow {
+                    source: snapshot(e.key(), e.value()),
+                    ages,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.source.key.cmp(&b.source.key));
+        out
+    }
+
+    /// Approximate bytes held per source (keys, labels, slots, summaries), for the memory bench.
+    pub fn approx_bytes(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|e| {
+                let k = e.key();
+                let s = e.value();
+                let strings = k.namespace.len() + k.pod.len() + k.queue.len() + k.vhost.len();
+                let labels: usize = s.labels.iter().map(|(a, b)| a.len() + b.len() + 64).sum();
+                let slots: usize = s
+                    .slots
+                    .iter()
+                    .map(|sl| std::mem::size_of::<Slot>() + sl.summary.heap_bytes())
+                    .sum();
+                std::mem::size_of::<(SourceKey, SourceState)>() + strings + labels + slots
+            })
+            .sum()
+    }
+}
+
+fn note_last(last: &mut Option<(i64, i64)>, age: i64, at: i64) {
+    if last.is_none_or(|(_, t)| at >= t) {
+        *last = Some((age, at));
+    }
+}
+
+/// The slot holding time `at`, created (in time order) when missing.
+fn slot_for(slots: &mut VecDeque<Slot>, at: i64, width: i64) -> &mut AgeSummary {
+    let mut pos = slots.partition_point(|s| s.start_ms + s.width_ms <= at);
+    let found = slots
+        .get(pos)
+        .is_some_and(|s| s.start_ms <= at && at < s.start_ms + s.width_ms);
+    if !found {
+        if slots.len() >= MAX_SLOTS {
+            if pos == 0 {
+                // Older than every slot held: fold into the oldest rather than grow.
+                return &mut slots[0].summary;
+            }
+            slots.pop_front();
+            pos -= 1;
+        }
+        let start = at.div_euclid(width) * width;
+        slots.insert(
+            pos,
+            Slot {
+                start_ms: start,
+                width_ms: width,
+                summary: AgeSummary::new(),
+            },
+        );
+    }
+    &mut slots[pos].summary
+}
+
+/// Drops slots that ended before `oldest`.
+fn prune(slots: &mut VecDeque<Slot>, oldest: i64) {
+    while slots
+        .front()
+        .is_some_and(|s| s.start_ms + s.width_ms <= oldest)
+    {
+        slots.pop_front();
+    }
+}
+
+fn snapshot(key: &SourceKey, s: &SourceState) -> SourceSnapshot {
+    SourceSnapshot {
+        key: key.clone(),
+        labels: s.labels.clone(),
+        peer: s.peer.clone(),
+        first_seen_ms: s.first_seen_ms,
+        last_report_ms: s.last_report_ms,
+        reports: s.reports,
+        samples: s.samples,
+        last_sample: s.last_sample,
+        queue_state: s.queue_state,
+        counters: s.counters,
+    }
+}
+
+#[cfg(test)]
+mod tests;
