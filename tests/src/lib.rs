@@ -15,8 +15,10 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 pub mod broker;
+pub mod fleet;
 pub mod hpa;
 pub mod process;
 pub mod publisher;
+pub mod sidecar;
 pub mod trace;
 pub mod worker;

@@ -1,0 +1,98 @@
+//! One `dwell-sidecar` process beside one test worker: started with its own pod identity, its
+//! report source on a free loopback UDP port (read back from its start-up log line), and the
+//! stats source on the test broker; stopped with SIGTERM so it says goodbye to the aggregator.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::process::{Process, addr_after};
+
+/// How a sidecar is started.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// The aggregator's gRPC address.
+    pub aggregator: SocketAddr,
+    /// The queue observed.
+    pub queue: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Pod labels (`key=value`).
+    pub labels: Vec<String>,
+    /// Broker URL for the stats source (None: report source only).
+    pub amqp_url: Option<String>,
+    /// Report interval.
+    pub interval: Duration,
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    /// The process.
+    pub process: Process,
+    /// Where the worker sends its delivery lines.
+    pub report_udp: SocketAddr,
+}
+
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+impl Sidecar {
+    /// Starts a sidecar and waits for its "dwell-sidecar started" line (30 s deadline).
+    pub async fn start(config: &SidecarConfig) -> Result<Self, String> {
+        let mut args = vec![
+            "--aggregator".to_owned(),
+            format!("http://{}", config.aggregator),
+            "--queue".into(),
+            config.queue.clone(),
+            "--pod-name".into(),
+            config.pod.clone(),
+            "--pod-namespace".into(),
+            config.namespace.clone(),
+            "--interval".into(),
+            millis(config.interval),
+            "--report-udp".into(),
+            "127.0.0.1:0".into(),
+            "--report-http".into(),
+            "off".into(),
+            "--telemetry-addr".into(),
+            "off".into(),
+            "--shutdown-timeout".into(),
+            "3s".into(),
+        ];
+        for label in &config.labels {
+            args.push("--label".into());
+            args.push(label.clone());
+        }
+        if let Some(url) = &config.amqp_url {
+            args.extend(["--amqp-url".into(), url.clone()]);
+            args.extend(["--stats-interval".into(), "1s".into()]);
+        }
+        let mut process = Process::spawn(
+            &config.pod,
+            &crate::binary("dwell-sidecar"),
+            &args,
+            &[("RUST_LOG", "info")],
+        )
+        .map_err(|e| e.to_string())?;
+        let report_udp = process
+            .wait_for(Duration::from_secs(30), |line| {
+                if line.contains("dwell-sidecar started") {
+                    addr_after(line, "report_udp")
+                } else {
+                    None
+                }
+            })
+            .await?;
+        Ok(Self {
+            process,
+            report_udp,
+        })
+    }
+
+    /// SIGTERM, then up to 10 s for the goodbye report and the exit.
+    pub async fn stop(mut self) -> bool {
+        self.process.terminate(Duration::from_secs(10)).await
+    }
+}
