@@ -3,6 +3,7 @@
 metrics name rules served as external, and each HPA scales a Deployment that carries the sidecar."""
 
 import os
+import re
 import unittest
 
 import yaml
@@ -48,6 +49,21 @@ def shipped_rules():
     return {r["name"].lower(): r for r in rules}
 
 
+def aggregator_fields():
+    """Field names the aggregator's rules parser accepts (it denies unknown fields), read from
+    aggregator/src/config.rs so that a renamed field there fails here, not at pod start-up."""
+    path = os.path.join(render.REPO, "aggregator", "src", "config.rs")
+    with open(path) as f:
+        src = f.read()
+    fields = {}
+    for name in ("RawConfig", "RawRule", "RawSources"):
+        m = re.search(r"struct %s \{(.*?)\n\}" % name, src, re.S)
+        if m is None:
+            raise AssertionError("struct %s not found in %s: update this test" % (name, path))
+        fields[name] = set(re.findall(r"^\s+(?:pub\s+)?([a-z_][a-z0-9_]*):", m.group(1), re.M))
+    return fields
+
+
 def served_resources(rule):
     listed = rule.get("resources")
     return (set(listed) | {"pods"}) if listed is not None else set(DEFAULT_RESOURCES)
@@ -73,6 +89,37 @@ class HPATest(unittest.TestCase):
         doc = yaml.safe_load(next(iter(cm["data"].values())))
         names = [r["name"].lower() for r in doc.get("rules", [])]
         self.assertEqual(len(names), len(set(names)), "rule names are unique ignoring case")
+
+    def test_rules_file_uses_only_fields_the_aggregator_knows(self):
+        fields = aggregator_fields()
+        base = render.render("base")
+        cm = base.get("ConfigMap", "dwell-aggregator-rules", render.NAMESPACE)
+        doc = yaml.safe_load(next(iter(cm["data"].values())))
+        self.assertLessEqual(set(doc), fields["RawConfig"])
+        duration = r"^[0-9]+(ms|s|m|h|d)$"
+        for key in ("stale_after", "evict_after"):
+            if key in doc:
+                self.assertRegex(doc[key], duration)
+        for rule in doc.get("rules", []):
+            with self.subTest(rule=rule.get("name")):
+                self.assertLessEqual(set(rule), fields["RawRule"])
+                self.assertLessEqual(set(rule.get("sources", {})), fields["RawSources"])
+                self.assertRegex(rule["name"], r"^[A-Za-z0-9_.:-]{1,253}$")
+                for key in ("window", "stall_after"):
+                    if key in rule:
+                        self.assertRegex(rule[key], duration if key == "window" else duration + "|^off$")
+                checks = {
+                    "statistic": r"^(max|min|mean|count|rate|last|p[0-9]+(\.[0-9]+)?)$",
+                    "combine": r"^(max|mean|sum)$",
+                    "unit": r"^(seconds|milliseconds)$",
+                    "rounding": r"^(ceil|floor|round)$",
+                }
+                for key, pattern in checks.items():
+                    if key in rule:
+                        self.assertRegex(rule[key], pattern)
+                if "on_missing" in rule:
+                    om = rule["on_missing"]
+                    self.assertTrue(om == "not_found" or (isinstance(om, dict) and set(om) == {"fallback"}), om)
 
     def test_the_three_metric_shapes_are_shipped(self):
         types = {m["type"] for _, h in hpas() for m in h["spec"]["metrics"]}
