@@ -84,6 +84,13 @@ class GenCertsTest(unittest.TestCase):
         gen(self.out, "--new-ca")
         self.assertNotEqual(read(os.path.join(self.out, "ca.crt")), ca1)
 
+    def test_default_output_is_git_ignored(self):
+        # The default --out holds private keys: git must never pick them up.
+        for name in ("tls.key", "ca.key", "secret.yaml"):
+            path = os.path.join(render.MANIFESTS, "overlays", "openssl", "certs", name)
+            proc = subprocess.run(["git", "-C", render.REPO, "check-ignore", "-q", path])
+            self.assertEqual(proc.returncode, 0, "%s is not git-ignored" % path)
+
     def test_bad_arguments_fail_clearly(self):
         for args in (["--days", "0"], ["--days", "soon"], ["--bogus"]):
             with self.subTest(args=args):
