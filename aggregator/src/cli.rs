@@ -33,6 +33,16 @@ pub struct Args {
     #[arg(long = "tls-san", env = "DWELL_TLS_SAN", value_delimiter = ',')]
     pub tls_san: Vec<String>,
 
+    /// Write the generated self-signed certificate (public PEM only, no key) to this file, so
+    /// clients (kubectl, the quick start) can trust it. Ignored with --tls-cert/--tls-key.
+    #[arg(long, env = "DWELL_TLS_SELF_SIGNED_OUT")]
+    pub tls_self_signed_out: Option<PathBuf>,
+
+    /// How often --tls-cert/--tls-key are checked for new content (e.g. 10s, 500ms).
+    #[arg(long, env = "DWELL_TLS_RELOAD_INTERVAL", default_value = "10s",
+          value_parser = crate::config::duration::parse_flag)]
+    pub tls_reload_interval: std::time::Duration,
+
     /// Scaling rules (YAML). Watched and reloaded on change; without it the built-in rules apply.
     #[arg(long, env = "DWELL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -40,4 +50,22 @@ pub struct Args {
     /// Log format: `text` or `json`. The filter comes from RUST_LOG (default `info`).
     #[arg(long, env = "DWELL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// How often the --config file is checked for changes (e.g. 2s, 500ms).
+    #[arg(long, env = "DWELL_CONFIG_POLL_INTERVAL", default_value = "2s",
+          value_parser = crate::config::duration::parse_flag)]
+    pub config_poll_interval: std::time::Duration,
+
+    /// How often stale sources are counted and silent ones evicted.
+    #[arg(long, env = "DWELL_SWEEP_INTERVAL", default_value = "1s",
+          value_parser = crate::config::duration::parse_flag)]
+    pub sweep_interval: std::time::Duration,
+
+    /// Most raw samples one report may carry (larger reports are rejected: send a summary).
+    #[arg(long, env = "DWELL_MAX_REPORT_SAMPLES", default_value_t = 10_000)]
+    pub max_report_samples: usize,
+
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "DWELL_MAX_REPORT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_report_bytes: usize,
 }

@@ -4,10 +4,13 @@
 //!
 //! See ARCHITECTURE.md for the data path and one line per module.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod ingest;
+pub mod inspect;
 pub mod memstore;
 pub mod policy;
 pub mod provider;
@@ -42,10 +45,34 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --grpc-addr {grpc_addr}: {e}"))?;
     let tracker = TaskTracker::new();
+    // The engine (rules + window) is what the HTTPS side serves from and gRPC feeds.
+    let (engine, config_text) = engine::build(&args, &_telemetry)?;
+    let _provider: Arc<dyn provider::MetricsProvider> = engine.clone();
     // --- HTTPS metrics API (api, tls) wires in here ---
-    drop(metrics_listener);
+    let mut tls = tls::TlsSetup::new(&tls::TlsSettings::from_args(&args))
+        .map_err(|e| anyhow::anyhow!("metrics API TLS: {e}"))?;
+    tls.spawn_reloader(&tracker, shutdown.clone());
+    let api = api::router(api::ApiState::new(_provider.clone(), _telemetry.clone()));
+    tracing::info!(
+        "metrics API listening on https://{}",
+        metrics_listener.local_addr()?
+    );
+    tracker.spawn(tls::serve(
+        metrics_listener,
+        tls.config.clone(),
+        api,
+        shutdown.clone(),
+    ));
     // --- gRPC ingest (ingest, engine, config) wires in here ---
-    drop(grpc_listener);
+    ingest::server::spawn_all(
+        &tracker,
+        &args,
+        engine,
+        config_text,
+        grpc_listener,
+        &_telemetry,
+        &shutdown,
+    );
     tracker.close();
     shutdown.cancelled().await;
     tracker.wait().await;

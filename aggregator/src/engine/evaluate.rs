@@ -140,7 +140,7 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
     }
     let mut reasons = Vec::new();
     for (object_name, members) in &groups {
-        match ev.group(rule, object_name, members, now_ms) {
+        match ev.group(rule, req.kind, object_name, members, now_ms) {
             Ok(outcome) => ev.outcomes.push(outcome),
             Err(reason) => reasons.push(reason),
         }
@@ -185,14 +185,14 @@ impl Evaluation {
     fn group(
         &mut self,
         rule: &Rule,
+        kind: Kind,
         object_name: &str,
         members: &[&SourceWindow],
         now_ms: i64,
     ) -> Result<Outcome, String> {
-        let prefix = if object_name.is_empty() {
-            String::new()
-        } else {
-            format!("[{object_name}] ")
+        let prefix = match kind {
+            Kind::Pods => format!("[pod {object_name}] "),
+            _ => String::new(),
         };
         let mut parts = Vec::new();
         for w in members {

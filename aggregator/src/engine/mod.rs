@@ -195,6 +195,35 @@ impl MetricsProvider for Engine {
     }
 }
 
+/// Builds the engine from the command line: the `--config` rules (or the built-in ones) over a
+/// fresh window, on the system clock, its gauges registered. Also returns the config's bytes, so
+/// the watcher reloads only when they change.
+pub fn build(
+    args: &crate::cli::Args,
+    telemetry: &Telemetry,
+) -> Result<(Arc<Engine>, Option<Vec<u8>>), crate::config::ConfigError> {
+    let (rules, text) = match &args.config {
+        None => (RuleSet::default(), None),
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| crate::config::ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let rules = crate::config::parse(&String::from_utf8_lossy(&bytes))?;
+            (rules, Some(bytes))
+        }
+    };
+    tracing::info!(rules = rules.rules.len(), config = ?args.config, "rules loaded");
+    let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
+    let engine = Arc::new(Engine::new(
+        rules,
+        store,
+        Arc::new(crate::clock::SystemClock),
+    ));
+    engine.register(telemetry);
+    Ok((engine, text))
+}
+
 /// Parses selector text for the engine's callers (Explain), mapping errors to text.
 pub fn parse_selector(text: &str) -> Result<Selector, String> {
     Selector::parse(text).map_err(|e| e.to_string())
