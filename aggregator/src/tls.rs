@@ -46,6 +46,18 @@ pub struct TlsSettings {
     pub reload_interval: Duration,
 }
 
+impl TlsSettings {
+    /// The settings the command line asks for.
+    pub fn from_args(args: &crate::cli::Args) -> Self {
+        Self {
+            files: args.tls_cert.clone().zip(args.tls_key.clone()),
+            sans: args.tls_san.clone(),
+            self_signed_out: args.tls_self_signed_out.clone(),
+            reload_interval: args.tls_reload_interval,
+        }
+    }
+}
+
 /// The served configuration and, when serving files, the watcher that reloads them.
 #[derive(Debug)]
 pub struct TlsSetup {
