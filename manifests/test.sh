@@ -2,14 +2,16 @@
 # Tests for the Kubernetes manifests and images, offline: renders every kustomization with
 # `kubectl kustomize` (openssl certificates generated into a temporary copy), validates every object
 # against the Kubernetes OpenAPI schemas of several minor versions (kubernetes-validate, strict),
-# lints the Dockerfiles with hadolint, and runs the semantic checks in manifests/tests/.
-# Installs nothing: scripts/lib/services.sh `ensure_tools` provides hadolint and kubernetes-validate,
-# and scripts/test.sh builds target/debug/dwell-{aggregator,sidecar} first (their --help is checked).
+# lints the Dockerfiles with hadolint, runs the semantic checks in manifests/tests/, and runs the
+# real aggregator (127.0.0.1 only) with the shipped env, rules and gen-certs.sh certificate to answer
+# every shipped HPA's request through kubectl after a grpcurl push.
+# Installs nothing: scripts/lib/services.sh `ensure_tools` provides hadolint, kubernetes-validate and
+# grpcurl, and scripts/test.sh builds target/debug/dwell-{aggregator,sidecar} first.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for tool in kubectl openssl hadolint python3; do
+for tool in kubectl openssl hadolint grpcurl git python3; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 python3 -c 'import yaml, kubernetes_validate' 2>/dev/null || missing+=("python: kubernetes-validate/PyYAML")
