@@ -1,0 +1,2 @@
+//! Placeholder while the driver is written.
+fn main() {}

@@ -1,0 +1,318 @@
+//! `dwell-loadgen`: simulated sidecars against a release `dwell-aggregator`, with HPA-style reads
+//! running at the same time. Measures ingest throughput, read latency (p50/p99) under load and
+//! without it, the aggregator's CPU and peak RSS, and RSS per source. Prints Markdown tables.
+//!
+//! Two scenarios (`--scenario`): `fleet` (N streams sending a summary every 1/R s) and `raw`
+//! (streams sending batches of raw samples totalling `--raw-samples-per-sec`, beside a fleet of
+//! `--pods` summary streams so the Pods read has its pods).
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dwell_bench::ingest::{self, Counters, Payload};
+use dwell_bench::procfs::{self, CpuMeter, mib};
+use dwell_bench::reads::{self, HpaPaths, KindResult};
+use dwell_bench::reports;
+use dwell_bench::stats::{median, ratio};
+use dwell_bench::target::Aggregator;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Fleet,
+    Raw,
+}
+
+/// Load generator for the dwell aggregator (simulated sidecars + HPA reads).
+#[derive(Debug, Parser)]
+#[command(name = "dwell-loadgen")]
+struct Args {
+    /// Which load to run.
+    #[arg(long, value_enum, default_value_t = Scenario::Fleet)]
+    scenario: Scenario,
+    /// Simulated sidecars (one source and one Ingest/Stream each), fleet scenario.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// Reports per second per stream (fleet).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Ages per summarised interval (fleet); sets the summary's spread.
+    #[arg(long, default_value_t = 50)]
+    ages_per_report: usize,
+    /// HTTP/2 connections the streams are spread over.
+    #[arg(long, default_value_t = 100)]
+    connections: usize,
+    /// Pods in the namespace read by the Pods request (their sources come first).
+    #[arg(long, default_value_t = 1_000)]
+    pods: usize,
+    /// Raw samples per second in total (raw scenario).
+    #[arg(long, default_value_t = 1_000_000)]
+    raw_samples_per_sec: u64,
+    /// Samples per raw report.
+    #[arg(long, default_value_t = 1_000)]
+    raw_batch: usize,
+    /// Streams carrying the raw reports.
+    #[arg(long, default_value_t = 50)]
+    raw_streams: usize,
+    /// Seconds from start until measuring (every stream connected and reporting).
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Seconds measured under load.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds of reads after the load stops (the no-load baseline).
+    #[arg(long, default_value_t = 8)]
+    quiet: u64,
+    /// Reads per second per request kind.
+    #[arg(long, default_value_t = 20.0)]
+    read_rate: f64,
+    /// Runs (each with a fresh aggregator); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Default, Clone)]
+struct Run {
+    reports_per_sec: f64,
+    ages_per_sec: f64,
+    behind: u64,
+    errors: u64,
+    cpu_cores: f64,
+    rss: u64,
+    peak_rss: u64,
+    idle_rss: u64,
+    sources: usize,
+    loadgen_cpu: f64,
+    /// (kind, p50 loaded, p99 loaded, p50 quiet, p99 quiet, errors, body bytes)
+    reads: Vec<(&'static str, f64, f64, f64, f64, u64, usize)>,
+}
+
+fn source_for(i: usize, pods: usize) -> dwell_proto::v1::Source {
+    if i < pods {
+        reports::source("bench-pods", &format!("worker-{i}"), "jobs")
+    } else {
+        let ns = format!("ns-{:03}", (i - pods) / 100);
+        reports::source(&ns, &format!("worker-{i}"), "jobs")
+    }
+}
+
+async fn one_run(args: &Args) -> anyhow::Result<Run> {
+    let agg = Aggregator::start(None, &[]).await?;
+    let pid = agg.process.pid()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = procfs::memory(pid).map(|m| m.rss).unwrap_or(0);
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let channels = ingest::connect(&agg.grpc_uri(), args.connections.max(1)).await?;
+    let mut handles = Vec::new();
+    let (fleet, fleet_period) = match args.scenario {
+        Scenario::Fleet => (args.streams, Duration::from_secs_f64(1.0 / args.rate)),
+        Scenario::Raw => (args.pods, Duration::from_secs(1)),
+    };
+    let pool = Arc::new(reports::summary_pool(256, args.ages_per_report, 7));
+    for i in 0..fleet {
+        let delay = fleet_period.mul_f64(i as f64 / fleet as f64);
+        handles.push(tokio::spawn(ingest::sidecar(
+            channels[i % channels.len()].clone(),
+            source_for(i, args.pods),
+            fleet_period,
+            delay,
+            Payload::Summaries(pool.clone()),
+            counters.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut sources = fleet;
+    if args.scenario == Scenario::Raw {
+        let per_stream = args.raw_samples_per_sec as f64 / args.raw_streams as f64;
+        let period = Duration::from_secs_f64(args.raw_batch as f64 / per_stream);
+        for i in 0..args.raw_streams {
+            let delay = period.mul_f64(i as f64 / args.raw_streams as f64);
+            handles.push(tokio::spawn(ingest::sidecar(
+                channels[i % channels.len()].clone(),
+                reports::source("bench-raw", &format!("raw-{i}"), "firehose"),
+                period,
+                delay,
+                Payload::Samples(reports::sample_batch(args.raw_batch, i as u64)),
+                counters.clone(),
+                stop.clone(),
+            )));
+        }
+        sources += args.raw_streams;
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let ns = if args.scenario == Scenario::Fleet && args.streams > args.pods {
+        "ns-000"
+    } else {
+        "bench-pods"
+    };
+    let paths = HpaPaths::new("seconds", ns, "bench-pods");
+    let me = std::process::id();
+    let (cpu, own_cpu) = (CpuMeter::start(pid), CpuMeter::start(me));
+    let (acked0, accepted0) = (
+        counters.acked.load(Ordering::Relaxed),
+        counters.accepted.load(Ordering::Relaxed),
+    );
+    let t0 = Instant::now();
+    let loaded = reads::all_kinds(
+        agg.metrics_addr,
+        &paths,
+        args.read_rate,
+        Duration::from_secs(args.duration),
+    )
+    .await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut run = Run {
+        reports_per_sec: (counters.acked.load(Ordering::Relaxed) - acked0) as f64 / secs,
+        ages_per_sec: (counters.accepted.load(Ordering::Relaxed) - accepted0) as f64 / secs,
+        cpu_cores: cpu.cores(),
+        loadgen_cpu: own_cpu.cores(),
+        idle_rss,
+        sources,
+        ..Run::default()
+    };
+    let mem = procfs::memory(pid).unwrap_or_default();
+    run.rss = mem.rss;
+    run.peak_rss = mem.peak_rss;
+    stop.cancel();
+    for h in handles {
+        let _ = h.await;
+    }
+    run.behind = counters.behind.load(Ordering::Relaxed);
+    run.errors = counters.errors.load(Ordering::Relaxed);
+    if let Ok(Some(e)) = counters.first_error.lock().map(|e| e.clone()) {
+        eprintln!("first stream error: {e}");
+    }
+    let quiet = reads::all_kinds(
+        agg.metrics_addr,
+        &paths,
+        args.read_rate,
+        Duration::from_secs(args.quiet),
+    )
+    .await?;
+    for ((kind, l), (_, q)) in loaded.iter().zip(quiet.iter()) {
+        report_errors(kind, l);
+        run.reads.push((
+            kind,
+            l.latencies.ms(50.0),
+            l.latencies.ms(99.0),
+            q.latencies.ms(50.0),
+            q.latencies.ms(99.0),
+            l.latencies.errors,
+            l.body_bytes,
+        ));
+    }
+    agg.process.stop().await;
+    Ok(run)
+}
+
+fn report_errors(kind: &str, r: &KindResult) {
+    if let Some(e) = &r.first_error {
+        eprintln!("{kind} read failed ({} times): {e}", r.latencies.errors);
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dwell_bench::install_crypto();
+    let args = Args::parse();
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        let r = one_run(&args).await?;
+        eprintln!(
+            "run {}: {:.0} reports/s, {:.0} ages/s, aggregator {:.0}% CPU, RSS {} (peak {}), reads {:?}",
+            i + 1,
+            r.reports_per_sec,
+            r.ages_per_sec,
+            r.cpu_cores * 100.0,
+            mib(r.rss),
+            mib(r.peak_rss),
+            r.reads
+        );
+        runs.push(r);
+    }
+    print_tables(&args, &runs);
+    Ok(())
+}
+
+fn med(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
+    median(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+fn print_tables(args: &Args, runs: &[Run]) {
+    let n = runs.len();
+    println!(
+        "\n{} — `dwell-loadgen {:?}`, median of {n} runs\n",
+        dwell_bench::machine_line(),
+        args.scenario
+    );
+    let sources = runs.first().map(|r| r.sources).unwrap_or(0);
+    let expected = match args.scenario {
+        Scenario::Fleet => args.streams as f64 * args.rate,
+        Scenario::Raw => args.pods as f64 + args.raw_samples_per_sec as f64 / args.raw_batch as f64,
+    };
+    let rps = med(runs, |r| r.reports_per_sec);
+    let rss = med(runs, |r| r.rss as f64);
+    let peak = med(runs, |r| r.peak_rss as f64);
+    let idle = med(runs, |r| r.idle_rss as f64);
+    println!("| figure | dwell | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| reports acked/s ({sources} sources) | {rps:.0} | {expected:.0} offered | {} |",
+        ratio(rps, expected)
+    );
+    if args.scenario == Scenario::Raw {
+        let ages = med(runs, |r| r.ages_per_sec);
+        let offered =
+            args.raw_samples_per_sec as f64 + args.pods as f64 * args.ages_per_report as f64;
+        println!(
+            "| ages taken/s | {ages:.0} | {offered:.0} offered | {} |",
+            ratio(ages, offered)
+        );
+    }
+    println!(
+        "| aggregator CPU | {:.0} % of a core | 200 % (2 cores) | {} |",
+        med(runs, |r| r.cpu_cores) * 100.0,
+        ratio(med(runs, |r| r.cpu_cores), 2.0)
+    );
+    println!(
+        "| loadgen CPU (same machine) | {:.0} % of a core | | |",
+        med(runs, |r| r.loadgen_cpu) * 100.0
+    );
+    println!(
+        "| aggregator RSS / peak | {} / {} | 64 MiB target | {} |",
+        mib(rss as u64),
+        mib(peak as u64),
+        ratio(peak, 64.0 * 1048576.0)
+    );
+    println!(
+        "| RSS per source ((RSS − idle {}) / {sources}) | {:.0} B | | |",
+        mib(idle as u64),
+        (rss - idle) / sources.max(1) as f64
+    );
+    println!(
+        "| ticks skipped (server behind) / stream errors | {} / {} | 0 | |",
+        runs.iter().map(|r| r.behind).max().unwrap_or(0),
+        runs.iter().map(|r| r.errors).max().unwrap_or(0)
+    );
+    for (i, (kind, ..)) in runs
+        .first()
+        .map(|r| r.reads.clone())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let p50 = med(runs, |r| r.reads[i].1);
+        let p99 = med(runs, |r| r.reads[i].2);
+        let q50 = med(runs, |r| r.reads[i].3);
+        let q99 = med(runs, |r| r.reads[i].4);
+        let errs: u64 = runs.iter().map(|r| r.reads[i].5).sum();
+        let bytes = runs.first().map(|r| r.reads[i].6).unwrap_or(0);
+        println!(
+            "| {kind} read p50 / p99 under load ({bytes} B, {errs} errors) | {p50:.2} / {p99:.2} ms | {q50:.2} / {q99:.2} ms without load | {} (p99) |",
+            ratio(p99, q99)
+        );
+    }
+}
