@@ -14,9 +14,12 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+pub mod aggregator;
 pub mod broker;
+pub mod certs;
 pub mod fleet;
 pub mod hpa;
+pub mod kube;
 pub mod process;
 pub mod publisher;
 pub mod sidecar;
