@@ -1,14 +1,277 @@
-//! Command-line flags (each with a `DWELL_…` environment twin).
+//! Command-line flags (each with a `DWELL_…` environment twin) and the parsers that reject bad
+//! values up front, so a misconfigured sidecar fails at start with a clear message.
 
-/// dwell sidecar: measures how long messages waited in the queue and streams it to the aggregator.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::amqp::{AmqpUrl, AmqpUrlArg};
+use crate::timestamp::Unit;
+
+/// dwell sidecar: measures how long messages waited in a RabbitMQ queue and streams compact
+/// reports to every dwell aggregator replica.
+///
+/// Sources: `report` (the consumer app sends each delivery's timestamp over localhost UDP or
+/// HTTP; always on), `stats` (passive queue.declare; on when --amqp-url is given) and `peek`
+/// (basic.get + requeue of the head message; off unless --peek and --queue-type classic).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "dwell-sidecar", version, about, long_about)]
 pub struct Args {
-    /// Aggregator gRPC endpoint (http:// or https://); every address the name resolves to gets a stream.
+    /// Aggregator gRPC endpoint, http://host:port or https://host:port. Every address the host
+    /// resolves to (a headless Service has one per replica) gets its own stream.
     #[arg(
         long,
         env = "DWELL_AGGREGATOR",
         default_value = "http://127.0.0.1:50051"
     )]
     pub aggregator: String,
+
+    /// PEM file with the CA certificate(s) that sign the aggregator's certificate (https only;
+    /// the system roots are trusted too).
+    #[arg(long, env = "DWELL_AGGREGATOR_CA")]
+    pub aggregator_ca: Option<PathBuf>,
+
+    /// How often a report is sent (e.g. 1s, 500ms). Ages are pre-aggregated per interval.
+    #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    pub interval: Duration,
+
+    /// The queue whose messages are observed (the report's source queue).
+    #[arg(long, env = "DWELL_QUEUE")]
+    pub queue: String,
+
+    /// RabbitMQ virtual host of the queue [default: the AMQP URL's vhost, else "/"].
+    #[arg(long, env = "DWELL_VHOST")]
+    pub vhost: Option<String>,
+
+    /// AMQP URL for the stats (and peek) sources, e.g. amqp://user:pass@rabbitmq:5672/%2f. Use a
+    /// separate user with no queue permissions (read only when --peek is on). Without it only the
+    /// report source runs. The password is never logged.
+    #[arg(long, env = "DWELL_AMQP_URL", value_parser = AmqpUrl::parse_arg)]
+    pub amqp_url: Option<AmqpUrlArg>,
+
+    /// How often the stats source runs a passive queue.declare (messages_ready, consumers).
+    #[arg(long, env = "DWELL_STATS_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    pub stats_interval: Duration,
+
+    /// UDP address of the report line protocol ("off" to disable).
+    #[arg(long, env = "DWELL_REPORT_UDP", default_value = "127.0.0.1:9125", value_parser = parse_listen)]
+    pub report_udp: Listen,
+
+    /// HTTP address of the report endpoint, POST /v1/report ("off" to disable).
+    #[arg(long, env = "DWELL_REPORT_HTTP", default_value = "127.0.0.1:9126", value_parser = parse_listen)]
+    pub report_http: Listen,
+
+    /// Address of /healthz and /metrics (Prometheus text) ("off" to disable).
+    #[arg(long, env = "DWELL_TELEMETRY_ADDR", default_value = "0.0.0.0:9127", value_parser = parse_listen)]
+    pub telemetry_addr: Listen,
+
+    /// Enable the peek source: basic.get + nack(requeue) of the head message. It marks the peeked
+    /// message redelivered, so it only ever runs on an asserted classic queue with no consumers.
+    #[arg(long, env = "DWELL_PEEK")]
+    pub peek: bool,
+
+    /// Least time between two peeks (at least 10s).
+    #[arg(long, env = "DWELL_PEEK_INTERVAL", default_value = "30s", value_parser = parse_peek_interval)]
+    pub peek_interval: Duration,
+
+    /// The queue's type, as asserted by the operator. Peek runs only when this is "classic".
+    #[arg(long, env = "DWELL_QUEUE_TYPE", value_enum, default_value_t = QueueType::Unknown)]
+    pub queue_type: QueueType,
+
+    /// Header read before the timestamp property when peeking, e.g. timestamp_in_ms.
+    #[arg(long, env = "DWELL_TIMESTAMP_HEADER")]
+    pub timestamp_header: Option<String>,
+
+    /// Unit of the --timestamp-header value.
+    #[arg(long, env = "DWELL_TIMESTAMP_HEADER_UNIT", value_enum, default_value_t = Unit::Ms)]
+    pub timestamp_header_unit: Unit,
+
+    /// Unit of the timestamp property and of reported timestamps without a unit. "auto" reads
+    /// values >= 1e11 as milliseconds and >= 1e14 as microseconds (counted as unit-converted).
+    #[arg(long, env = "DWELL_TIMESTAMP_UNIT", value_enum, default_value_t = Unit::Auto)]
+    pub timestamp_unit: Unit,
+
+    /// Largest age reported; older (and future) timestamps are clamped into [0, max-age] and counted.
+    #[arg(long, env = "DWELL_MAX_AGE", default_value = "7d", value_parser = parse_positive_duration)]
+    pub max_age: Duration,
+
+    /// Pod name [default: $POD_NAME from the Downward API, else the hostname].
+    #[arg(long, env = "DWELL_POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Pod namespace [default: $POD_NAMESPACE from the Downward API, else "default"].
+    #[arg(long, env = "DWELL_POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+
+    /// Downward API labels file (key="value" per line) [default: /etc/podinfo/labels when present].
+    #[arg(long, env = "DWELL_LABELS_FILE")]
+    pub labels_file: Option<PathBuf>,
+
+    /// Extra pod label key=value (repeatable; comma-separated in the env var); overrides the file.
+    #[arg(long = "label", env = "DWELL_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// Reports kept for resending to a (re)connected aggregator (oldest dropped first, counted).
+    #[arg(long, env = "DWELL_BACKLOG", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub backlog: u32,
+
+    /// How often the aggregator host name is re-resolved to find replicas that came or went.
+    #[arg(long, env = "DWELL_RESOLVE_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
+    pub resolve_interval: Duration,
+
+    /// On SIGTERM, how long to try delivering the final (goodbye) report before exiting. Keep it
+    /// below the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "DWELL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "DWELL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The operator's assertion of the queue's type (peek needs "classic").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// A classic queue: peek may run (if the other gates hold).
+    Classic,
+    /// A quorum queue: never peeked (a requeue counts towards the delivery limit).
+    Quorum,
+    /// A stream: never peeked (basic.get is a connection error).
+    Stream,
+    /// Not asserted: never peeked.
+    Unknown,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A listen address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Listen here.
+    On(SocketAddr),
+    /// Do not listen.
+    Off,
+}
+
+impl Listen {
+    /// The address, when on.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::On(a) => Some(a),
+            Listen::Off => None,
+        }
+    }
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse::<SocketAddr>()
+        .map(Listen::On)
+        .map_err(|_| format!("{s:?} is not an ip:port address (or \"off\")"))
+}
+
+/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m`, `1h`, `7d`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2m, 1h, 7d)"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("{s:?} is too long"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?} must be at least 1ms"));
+    }
+    Ok(d)
+}
+
+fn parse_peek_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(10) {
+        return Err(format!(
+            "{s:?} is too short: peeking more than once per 10s is unsafe"
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn durations_parse_and_reject() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_peek_interval("5s").is_err());
+        assert!(parse_peek_interval("10s").is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let base = ["dwell-sidecar", "--queue", "q"];
+        assert!(Args::try_parse_from(base).is_ok());
+        let with = |extra: &[&str]| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            Args::try_parse_from(v)
+        };
+        assert!(with(&["--interval", "0"]).is_err());
+        let bad_url = with(&["--amqp-url", "http://nope"])
+            .unwrap()
+            .amqp_url
+            .unwrap();
+        assert!(bad_url.validate().is_err());
+        assert!(with(&["--report-udp", "nope"]).is_err());
+        assert!(with(&["--backlog", "0"]).is_err());
+        assert_eq!(
+            with(&["--report-http", "off"]).unwrap().report_http,
+            Listen::Off
+        );
+        let arg = with(&["--amqp-url", "amqp://u:s3cret@[bad"]).unwrap();
+        let err = arg.amqp_url.as_ref().unwrap().validate().unwrap_err();
+        assert!(
+            !err.contains("s3cret") && !format!("{arg:?}").contains("s3cret"),
+            "{err}"
+        );
+    }
 }

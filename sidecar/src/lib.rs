@@ -1,9 +1,261 @@
 //! dwell's sidecar: samples message timestamps beside a consumer and pushes compact reports to the
 //! aggregator. It never publishes, acks, purges or holds a business message.
+//!
+//! [`Sidecar::bind`] validates the configuration and binds every listener (so a port in use fails
+//! at start); [`Sidecar::run`] runs the sources, the interval clock and the pusher until the
+//! cancellation token fires, then delivers a goodbye report within the shutdown timeout.
 
+pub mod accumulator;
+pub mod amqp;
+pub mod backoff;
 pub mod cli;
+pub mod identity;
+pub mod interval;
+pub mod peek;
+pub mod push;
+pub mod report;
+pub mod shutdown;
+pub mod stats;
+pub mod telemetry;
+pub mod timestamp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use accumulator::Accumulator;
+use identity::Identity;
+use push::backlog::Backlog;
+use telemetry::Metrics;
+
+/// A configured sidecar with its listeners bound.
+pub struct Sidecar {
+    args: cli::Args,
+    identity: Identity,
+    target: push::Target,
+    amqp_url: Option<amqp::AmqpUrl>,
+    vhost: String,
+    udp: Option<UdpSocket>,
+    http: Option<TcpListener>,
+    telemetry: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+}
 
 /// Runs the sidecar until SIGTERM.
-pub async fn run(_args: cli::Args) -> anyhow::Result<()> {
-    Ok(())
+pub async fn run(args: cli::Args) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format);
+    let sidecar = Sidecar::bind(args).await?;
+    sidecar.run(shutdown::on_signal()).await
+}
+
+impl Sidecar {
+    /// Validates `args`, resolves the pod identity and binds the listeners.
+    pub async fn bind(args: cli::Args) -> anyhow::Result<Self> {
+        if args.queue.is_empty() || args.queue.len() > 255 {
+            anyhow::bail!("--queue must be 1 to 255 bytes");
+        }
+        let amqp_url = match &args.amqp_url {
+            Some(arg) => Some(arg.validate().map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        if args.peek && amqp_url.is_none() {
+            anyhow::bail!("--peek needs --amqp-url");
+        }
+        let ca = match &args.aggregator_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading --aggregator-ca {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let target = push::Target::parse(&args.aggregator, ca).map_err(anyhow::Error::msg)?;
+        let env = |k: &str| std::env::var(k).ok();
+        let identity = Identity::resolve(&identity::Sources {
+            pod_flag: args.pod_name.as_deref(),
+            namespace_flag: args.pod_namespace.as_deref(),
+            labels_file: args.labels_file.as_deref(),
+            label_flags: &args.labels,
+            env: &env,
+        })?;
+        let vhost = args
+            .vhost
+            .clone()
+            .or_else(|| amqp_url.as_ref().map(|u| u.vhost().to_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let udp = match args.report_udp.addr() {
+            Some(a) => Some(
+                UdpSocket::bind(a)
+                    .await
+                    .with_context(|| format!("binding --report-udp {a}"))?,
+            ),
+            None => None,
+        };
+        let http = bind_tcp(args.report_http.addr(), "--report-http").await?;
+        let telemetry = bind_tcp(args.telemetry_addr.addr(), "--telemetry-addr").await?;
+        Ok(Self {
+            args,
+            identity,
+            target,
+            amqp_url,
+            vhost,
+            udp,
+            http,
+            telemetry,
+            metrics: Metrics::new(),
+        })
+    }
+
+    /// The bound UDP report address.
+    pub fn report_udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound HTTP report address.
+    pub fn report_http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound telemetry address.
+    pub fn telemetry_addr(&self) -> Option<SocketAddr> {
+        self.telemetry.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The sidecar's self-metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `cancel` fires, then sends the goodbye report and returns.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let a = &self.args;
+        let metrics = self.metrics.clone();
+        let policy = timestamp::Policy {
+            default_unit: a.timestamp_unit,
+            max_age_ms: i64::try_from(a.max_age.as_millis())
+                .unwrap_or(i64::MAX)
+                .min(dwell_proto::summary::MAX_AGE_MS),
+        };
+        let accumulator = Arc::new(Accumulator::new(policy, metrics.clone()));
+        let backlog = Backlog::new(a.backlog as usize, metrics.clone());
+        let (state_tx, state_rx) = watch::channel(None);
+        let instance: u64 = rand::random();
+        tracing::info!(
+            queue = %a.queue, vhost = %self.vhost, pod = %self.identity.pod,
+            namespace = %self.identity.namespace, aggregator = %a.aggregator, instance,
+            report_udp = ?self.report_udp_addr(), report_http = ?self.report_http_addr(),
+            telemetry = ?self.telemetry_addr(), amqp = ?self.amqp_url.as_ref().map(ToString::to_string),
+            peek = a.peek, "dwell-sidecar started"
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        let intake = Arc::new(report::Intake::new(
+            a.queue.clone(),
+            accumulator.clone(),
+            metrics.clone(),
+        ));
+        if let Some(sock) = self.udp {
+            tasks.spawn(report::udp::serve(sock, intake.clone(), cancel.clone()));
+        }
+        if let Some(l) = self.http {
+            let (intake, cancel) = (intake.clone(), cancel.clone());
+            tasks.spawn(async move {
+                if let Err(e) = report::http::serve(l, intake, cancel).await {
+                    tracing::error!(error = %e, "report HTTP server failed");
+                }
+            });
+        }
+        if let Some(l) = self.telemetry {
+            let (m, cancel) = (metrics.clone(), cancel.clone());
+            tasks.spawn(async move {
+                if let Err(e) = telemetry::serve(l, m, cancel).await {
+                    tracing::error!(error = %e, "telemetry server failed");
+                }
+            });
+        }
+        if let Some(url) = &self.amqp_url {
+            let stats = stats::Stats {
+                url: url.clone(),
+                queue: a.queue.clone(),
+                every: a.stats_interval,
+                state: state_tx,
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(stats.run(cancel.clone()));
+            if a.peek {
+                let peek = peek::Peek {
+                    url: url.clone(),
+                    queue: a.queue.clone(),
+                    queue_type: a.queue_type,
+                    every: a.peek_interval,
+                    header: a
+                        .timestamp_header
+                        .clone()
+                        .map(|h| (h, a.timestamp_header_unit)),
+                    accumulator: accumulator.clone(),
+                    metrics: metrics.clone(),
+                };
+                tasks.spawn(peek.run(cancel.clone()));
+            }
+        }
+        let reporter = interval::Reporter {
+            source: dwell_proto::v1::Source {
+                namespace: self.identity.namespace.clone(),
+                pod: self.identity.pod.clone(),
+                labels: self.identity.labels.clone(),
+                queue: a.queue.clone(),
+                vhost: self.vhost.clone(),
+            },
+            instance,
+            every: a.interval,
+            state_max_age: (a.stats_interval * 3).max(Duration::from_secs(15)),
+            accumulator,
+            state: state_rx,
+            backlog: backlog.clone(),
+            metrics: metrics.clone(),
+        };
+        let reporter = tokio::spawn(reporter.run(cancel.clone()));
+        let push_stop = CancellationToken::new();
+        let pusher = push::Pusher {
+            target: Arc::new(self.target),
+            backlog,
+            resolve_interval: a.resolve_interval,
+            metrics,
+        };
+        let mut pusher = tokio::spawn(pusher.run(push_stop.clone()));
+
+        cancel.cancelled().await;
+        // The reporter answers cancellation with the goodbye report; the pusher delivers it.
+        let _ = reporter.await;
+        if tokio::time::timeout(a.shutdown_timeout, &mut pusher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?a.shutdown_timeout,
+                "shutdown timeout: not every aggregator acknowledged the goodbye report");
+            push_stop.cancel();
+            let _ = pusher.await;
+        }
+        // Servers and sources watch the same token; give them a moment to close cleanly.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tracing::info!("dwell-sidecar stopped");
+        Ok(())
+    }
+}
+
+async fn bind_tcp(addr: Option<SocketAddr>, flag: &str) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {flag} {a}"))?,
+        )),
+        None => Ok(None),
+    }
 }

@@ -1,0 +1,163 @@
+//! The interval clock: every `--interval` it takes the accumulator's summary, adds the latest
+//! queue state and the running counters, and appends one numbered [`Report`] to the backlog. On
+//! shutdown it closes the last, partial interval with a goodbye report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dwell_proto::v1::{Counters, QueueState, Report, Source, report::Ages};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::accumulator::Accumulator;
+use crate::push::backlog::Backlog;
+use crate::telemetry::Metrics;
+use crate::timestamp::now_ms;
+
+/// Builds and numbers reports.
+pub struct Reporter {
+    /// Who observes (sent in every report).
+    pub source: Source,
+    /// Random per process; with `seq` it makes resends idempotent.
+    pub instance: u64,
+    /// Report period.
+    pub every: Duration,
+    /// Queue state older than this is not sent (the broker has been unreachable).
+    pub state_max_age: Duration,
+    /// The current interval's ages.
+    pub accumulator: Arc<Accumulator>,
+    /// The stats source's latest view.
+    pub state: watch::Receiver<Option<QueueState>>,
+    /// Where reports go.
+    pub backlog: Arc<Backlog>,
+    /// Self-metrics (and the running counters).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reporter {
+    /// Emits a report per interval until `cancel` fires, then a final goodbye report.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut seq = 0u64;
+        let mut start = now_ms();
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let goodbye = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            seq += 1;
+            let end = now_ms().max(start);
+            let report = self.build(seq, start, end, goodbye);
+            self.metrics.reports_built.inc();
+            self.backlog.push(report);
+            start = end;
+            if goodbye {
+                tracing::info!(seq, "goodbye report queued");
+                return;
+            }
+        }
+    }
+
+    /// The report for `[start_ms, end_ms)`.
+    pub fn build(&self, seq: u64, start_ms: i64, end_ms: i64, goodbye: bool) -> Report {
+        let summary = self.accumulator.take();
+        let fresh_after = end_ms - self.state_max_age.as_millis() as i64;
+        let queue_state = (*self.state.borrow()).filter(|s| s.observed_at_ms >= fresh_after);
+        let m = &self.metrics;
+        Report {
+            source: Some(self.source.clone()),
+            instance: self.instance,
+            seq,
+            interval_start_ms: start_ms,
+            interval_end_ms: end_ms,
+            ages: Some(Ages::Summary(summary.to_proto())),
+            queue_state,
+            counters: Some(Counters {
+                clamped: m.clamped.get(),
+                missing: m.missing.get(),
+                unit_converted: m.unit_converted.get(),
+                backlog_dropped: m.backlog_dropped.get(),
+                rejected: m.rejected_total.get(),
+            }),
+            goodbye,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accumulator::Source as AgeSource;
+    use crate::timestamp::{Policy, Unit};
+
+    fn reporter(every: Duration) -> (Reporter, watch::Sender<Option<QueueState>>) {
+        let metrics = Metrics::new();
+        let acc = Arc::new(Accumulator::new(
+            Policy {
+                default_unit: Unit::Auto,
+                max_age_ms: 60_000,
+            },
+            metrics.clone(),
+        ));
+        let (tx, rx) = watch::channel(None);
+        let r = Reporter {
+            source: Source {
+                namespace: "ns".into(),
+                pod: "p".into(),
+                queue: "q".into(),
+                ..Default::default()
+            },
+            instance: 7,
+            every,
+            state_max_age: Duration::from_secs(15),
+            accumulator: acc,
+            state: rx,
+            backlog: Backlog::new(10, metrics.clone()),
+            metrics,
+        };
+        (r, tx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_report_per_interval_then_goodbye() {
+        let (r, _state) = reporter(Duration::from_secs(1));
+        let backlog = r.backlog.clone();
+        let acc = r.accumulator.clone();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(r.run(cancel.clone()));
+        acc.observe(Some(1), Some(Unit::S), false, AgeSource::Report);
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        assert_eq!(backlog.len(), 3);
+        cancel.cancel();
+        task.await.unwrap();
+        assert_eq!(backlog.len(), 4);
+        assert_eq!(backlog.goodbye_seq(), Some(4));
+        let first = backlog.next_after(0).unwrap();
+        assert_eq!((first.seq, first.instance, first.goodbye), (1, 7, false));
+        let Some(Ages::Summary(s)) = first.ages else {
+            panic!("no summary")
+        };
+        assert_eq!(s.count, 1);
+        assert_eq!(first.counters.unwrap().clamped, 1);
+        let second = backlog.next_after(1).unwrap();
+        let Some(Ages::Summary(s)) = second.ages else {
+            panic!("no summary")
+        };
+        assert_eq!(s.count, 0, "ages are not carried into the next interval");
+    }
+
+    #[test]
+    fn stale_queue_state_is_not_sent() {
+        let (r, state) = reporter(Duration::from_secs(1));
+        let qs = QueueState {
+            messages_ready: 3,
+            consumers: 0,
+            observed_at_ms: 100_000,
+        };
+        state.send_replace(Some(qs));
+        assert_eq!(r.build(1, 0, 110_000, false).queue_state, Some(qs));
+        assert_eq!(r.build(2, 0, 120_000, false).queue_state, None);
+    }
+}

@@ -1,0 +1,195 @@
+//! Pushing reports to the aggregator: every address the `--aggregator` host resolves to gets its
+//! own stream ([`stream`]), fed from one shared [`backlog::Backlog`]. The name is re-resolved
+//! periodically: replicas that went away are dropped, new ones start with the whole backlog, so
+//! every replica holds the full picture without any coordination between them.
+
+pub mod backlog;
+pub mod stream;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, ClientTlsConfig};
+
+use crate::telemetry::Metrics;
+use backlog::Backlog;
+
+/// Where reports go: the `--aggregator` URL, split up.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host name (or IP literal) to resolve.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The URL as given, used as the HTTP/2 authority.
+    pub origin: Uri,
+    /// TLS settings for https (None: plain http).
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Target {
+    /// Parses `http://host:port` or `https://host:port`; `ca_pem` adds trusted CAs for https.
+    pub fn parse(url: &str, ca_pem: Option<Vec<u8>>) -> Result<Self, String> {
+        let origin: Uri = url
+            .parse()
+            .map_err(|e| format!("--aggregator {url:?} is not a URL: {e}"))?;
+        let https = match origin.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "--aggregator {url:?} must start with http:// or https://"
+                ));
+            }
+        };
+        if origin.path() != "/" && !origin.path().is_empty() {
+            return Err(format!("--aggregator {url:?} must not have a path"));
+        }
+        let host = origin
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("--aggregator {url:?} has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = origin.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = https.then(|| {
+            let tls = ClientTlsConfig::new().with_native_roots();
+            match &ca_pem {
+                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls,
+            }
+        });
+        if !https && ca_pem.is_some() {
+            return Err("--aggregator-ca needs an https:// aggregator".into());
+        }
+        Ok(Self {
+            host,
+            port,
+            origin,
+            tls,
+        })
+    }
+}
+
+/// Keeps one stream per resolved aggregator address.
+pub struct Pusher {
+    /// Where to push.
+    pub target: Arc<Target>,
+    /// What to push.
+    pub backlog: Arc<Backlog>,
+    /// How often to re-resolve.
+    pub resolve_interval: Duration,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Pusher {
+    /// Runs until the goodbye report has been delivered everywhere it could be, or `stop` fires.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut workers: BTreeMap<SocketAddr, CancellationToken> = BTreeMap::new();
+        let mut tasks = JoinSet::new();
+        let mut changes = self.backlog.subscribe();
+        loop {
+            if self.backlog.goodbye_seq().is_some() {
+                break;
+            }
+            match self.resolve().await {
+                Ok(addrs) if !addrs.is_empty() => {
+                    workers.retain(|addr, token| {
+                        let keep = addrs.contains(addr);
+                        if !keep {
+                            tracing::info!(aggregator = %addr, "aggregator address gone; dropping its stream");
+                            token.cancel();
+                        }
+                        keep
+                    });
+                    for addr in addrs {
+                        if workers.contains_key(&addr) {
+                            continue;
+                        }
+                        tracing::info!(aggregator = %addr, "new aggregator address; streaming to it");
+                        let token = stop.child_token();
+                        workers.insert(addr, token.clone());
+                        tasks.spawn(stream::run(
+                            addr,
+                            self.target.clone(),
+                            self.backlog.clone(),
+                            token,
+                            self.metrics.clone(),
+                        ));
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(host = %self.target.host, "aggregator name resolved to no address")
+                }
+                // Keep streaming to the known addresses: a DNS hiccup is not a replica leaving.
+                Err(e) => {
+                    tracing::warn!(host = %self.target.host, error = %e, "cannot resolve the aggregator")
+                }
+            }
+            self.metrics.aggregator_addresses.set(workers.len() as i64);
+            // Reap finished workers so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            let wait = tokio::time::sleep(self.resolve_interval);
+            tokio::pin!(wait);
+            // Wake early for the goodbye report, so shutdown never waits for a resolve tick.
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = &mut wait => break,
+                    c = changes.changed() => {
+                        if c.is_err() || self.backlog.goodbye_seq().is_some() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        // Shutting down: each worker ends once its replica acknowledged the goodbye.
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = async { while tasks.join_next().await.is_some() {} } => {}
+        }
+    }
+
+    async fn resolve(&self) -> std::io::Result<BTreeSet<SocketAddr>> {
+        let addrs = tokio::net::lookup_host((self.target.host.as_str(), self.target.port)).await?;
+        Ok(addrs.collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("http://dwell-aggregator.dwell.svc:50051", None).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls.is_none()),
+            ("dwell-aggregator.dwell.svc", 50051, true)
+        );
+        let t = Target::parse("https://[::1]:8443", None).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls.is_some()),
+            ("::1", 8443, true)
+        );
+        assert_eq!(Target::parse("https://agg", None).unwrap().port, 443);
+        for bad in [
+            "ftp://x:1",
+            "x:1",
+            "http://x:1/path",
+            "http://",
+            "not a url",
+        ] {
+            assert!(Target::parse(bad, None).is_err(), "{bad}");
+        }
+        assert!(Target::parse("http://x:1", Some(b"pem".to_vec())).is_err());
+    }
+}

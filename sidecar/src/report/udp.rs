@@ -1,0 +1,42 @@
+//! UDP transport of the report source: one or more lines per datagram, fire-and-forget, so the
+//! consumer app is never slowed down by the sidecar.
+
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::Intake;
+
+/// Largest accepted datagram, in bytes; larger ones are rejected whole.
+pub const MAX_DATAGRAM: usize = 8192;
+
+/// Reads datagrams from `socket` until `cancel` fires.
+pub async fn serve(socket: UdpSocket, intake: Arc<Intake>, cancel: CancellationToken) {
+    // One byte more than allowed, so an oversized datagram is seen as such (it is truncated).
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let len = match received {
+            Ok((len, _peer)) => len,
+            Err(e) => {
+                // ICMP errors and the like surface here on some platforms; keep serving.
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        if len > MAX_DATAGRAM {
+            intake.reject("udp", "datagram_too_large");
+            continue;
+        }
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(text) => {
+                intake.accept_lines(text, "udp");
+            }
+            Err(_) => intake.reject("udp", "not_utf8"),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The `stats` source: a passive `queue.declare` every few seconds, on the sidecar's own broker
+//! connection, reads `messages_ready` and `consumer_count` (needs no queue permissions, changes
+//! nothing). A channel error (a missing queue is a 404 channel close) reopens the channel; a lost
+//! connection reconnects with backoff. The report source never depends on any of this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dwell_proto::v1::QueueState;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::AmqpUrl;
+use crate::backoff::Backoff;
+use crate::telemetry::Metrics;
+use crate::timestamp::now_ms;
+
+/// What the stats source needs.
+pub struct Stats {
+    /// Broker URL.
+    pub url: AmqpUrl,
+    /// Queue to watch.
+    pub queue: String,
+    /// Time between passive declares.
+    pub every: Duration,
+    /// Where the latest state goes.
+    pub state: watch::Sender<Option<QueueState>>,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A passive declare: the queue's ready count and consumers, or the broker's refusal.
+pub async fn passive_declare(channel: &Channel, queue: &str) -> Result<(u32, u32), lapin::Error> {
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((q.message_count(), q.consumer_count()))
+}
+
+impl Stats {
+    /// Polls until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut last_error: Option<String> = None;
+        let name = format!("dwell-sidecar stats {}", self.queue);
+        while !cancel.is_cancelled() {
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return,
+                c = self.url.connect(&name) => c,
+            };
+            match connected {
+                Ok(conn) => {
+                    tracing::info!(amqp = %self.url, queue = %self.queue, "stats source connected");
+                    self.metrics.stats_connected.set(1);
+                    last_error = None;
+                    self.poll_connection(&conn, &cancel, &mut backoff, &mut last_error)
+                        .await;
+                    self.metrics.stats_connected.set(0);
+                    let _ = conn
+                        .close(200, "dwell-sidecar stats reconnecting".into())
+                        .await;
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if last_error.as_ref() != Some(&e) {
+                        tracing::warn!(amqp = %self.url, error = %e, "stats source cannot connect; retrying");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// Polls on `conn`, reopening channels, until the connection is gone.
+    async fn poll_connection(
+        &self,
+        conn: &Connection,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+        last_error: &mut Option<String>,
+    ) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut channel: Option<Channel> = None;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if !conn.status().connected() {
+                tracing::warn!(amqp = %self.url, "stats connection lost; reconnecting");
+                return;
+            }
+            let ch = match &channel {
+                Some(ch) if ch.status().connected() => ch.clone(),
+                _ => match conn.create_channel().await {
+                    Ok(ch) => {
+                        channel = Some(ch.clone());
+                        ch
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stats cannot open a channel; reconnecting");
+                        return;
+                    }
+                },
+            };
+            let result =
+                tokio::time::timeout(Duration::from_secs(10), passive_declare(&ch, &self.queue))
+                    .await;
+            match result {
+                Ok(Ok((ready, consumers))) => {
+                    backoff.reset();
+                    if last_error.take().is_some() {
+                        tracing::info!(queue = %self.queue, "stats source recovered");
+                    }
+                    Metrics::inc(&self.metrics.stats_polls, "ok");
+                    self.metrics.queue_messages_ready.set(i64::from(ready));
+                    self.metrics.queue_consumers.set(i64::from(consumers));
+                    self.state.send_replace(Some(QueueState {
+                        messages_ready: u64::from(ready),
+                        consumers,
+                        observed_at_ms: now_ms(),
+                    }));
+                }
+                Ok(Err(e)) => {
+                    Metrics::inc(&self.metrics.stats_polls, "error");
+                    let msg = e.to_string();
+                    if last_error.as_ref() != Some(&msg) {
+                        tracing::warn!(queue = %self.queue, error = %msg, "passive declare failed; reopening the channel");
+                        *last_error = Some(msg);
+                    }
+                    // The broker closed the channel (404 for a missing queue); use a new one.
+                    channel = None;
+                }
+                Err(_) => {
+                    Metrics::inc(&self.metrics.stats_polls, "error");
+                    tracing::warn!(queue = %self.queue, "passive declare timed out; reconnecting");
+                    return;
+                }
+            }
+        }
+    }
+}
