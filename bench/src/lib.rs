@@ -7,6 +7,7 @@
 pub mod child;
 pub mod https;
 pub mod ingest;
+pub mod plainhttp;
 pub mod procfs;
 pub mod reads;
 pub mod reports;
