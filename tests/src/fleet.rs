@@ -37,6 +37,8 @@ pub struct Fleet {
     config: FleetConfig,
     pods: Vec<RunningPod>,
     next_id: usize,
+    /// Pods told to stop, still finishing (as Terminating pods, they no longer count).
+    stopping: JoinSet<()>,
     /// What every worker acked.
     pub ledger: Arc<Ledger>,
 }
@@ -48,6 +50,7 @@ impl Fleet {
             config,
             pods: Vec::new(),
             next_id: 0,
+            stopping: JoinSet::new(),
             ledger: Arc::new(Ledger::default()),
         }
     }
@@ -107,29 +110,28 @@ impl Fleet {
         Ok(())
     }
 
-    /// Starts or stops pods until `n` run; the newest go first, and stopping ones finish their
-    /// message, then their sidecars say goodbye.
+    /// Starts or stops pods until `n` run. The newest go first; a stopping pod leaves the count
+    /// at once and finishes in the background (its message acked, then its sidecar's goodbye).
     pub async fn scale_to(&mut self, n: usize) -> Result<(), String> {
         while self.pods.len() < n {
             self.start_one().await?;
         }
-        let mut stopping = JoinSet::new();
         while self.pods.len() > n {
             let Some(pod) = self.pods.pop() else { break };
             pod.cancel.cancel();
-            stopping.spawn(async move {
+            self.stopping.spawn(async move {
                 let _ = tokio::time::timeout(Duration::from_secs(15), pod.worker).await;
                 if let Some(s) = pod.sidecar {
                     s.stop().await;
                 }
             });
         }
-        while stopping.join_next().await.is_some() {}
         Ok(())
     }
 
-    /// Stops every pod.
+    /// Stops every pod and waits until all have finished.
     pub async fn shutdown(&mut self) {
         let _ = self.scale_to(0).await;
+        while self.stopping.join_next().await.is_some() {}
     }
 }

@@ -17,6 +17,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub mod aggregator;
 pub mod broker;
 pub mod certs;
+pub mod closed_loop;
 pub mod fleet;
 pub mod hpa;
 pub mod kube;
