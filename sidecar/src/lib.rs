@@ -44,6 +44,7 @@ pub struct Sidecar {
     http: Option<TcpListener>,
     telemetry: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    resolver: Option<push::Resolver>,
 }
 
 /// Runs the sidecar until SIGTERM.
@@ -107,7 +108,14 @@ impl Sidecar {
             http,
             telemetry,
             metrics: Metrics::new(),
+            resolver: None,
         })
+    }
+
+    /// Replaces DNS for the aggregator name (tests simulate replicas coming and going).
+    pub fn with_resolver(mut self, resolver: push::Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// The bound UDP report address.
@@ -224,6 +232,7 @@ impl Sidecar {
             backlog,
             resolve_interval: a.resolve_interval,
             metrics,
+            resolver: self.resolver.unwrap_or_else(push::dns_resolver),
         };
         let mut pusher = tokio::spawn(pusher.run(push_stop.clone()));
 

@@ -7,7 +7,9 @@ pub mod backlog;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +79,24 @@ impl Target {
     }
 }
 
+/// Resolves (host, port) to the aggregator addresses; DNS in production, a fixed set in tests.
+pub type Resolver = Arc<
+    dyn Fn(String, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (a headless Service name yields one address per ready replica).
+pub fn dns_resolver() -> Resolver {
+    Arc::new(|host, port| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
+    })
+}
+
 /// Keeps one stream per resolved aggregator address.
 pub struct Pusher {
     /// Where to push.
@@ -87,6 +107,8 @@ pub struct Pusher {
     pub resolve_interval: Duration,
     /// Self-metrics.
     pub metrics: Arc<Metrics>,
+    /// How addresses are found.
+    pub resolver: Resolver,
 }
 
 impl Pusher {
@@ -159,8 +181,8 @@ impl Pusher {
     }
 
     async fn resolve(&self) -> std::io::Result<BTreeSet<SocketAddr>> {
-        let addrs = tokio::net::lookup_host((self.target.host.as_str(), self.target.port)).await?;
-        Ok(addrs.collect())
+        let addrs = (self.resolver)(self.target.host.clone(), self.target.port).await?;
+        Ok(addrs.into_iter().collect())
     }
 }
 

@@ -22,7 +22,7 @@ use crate::telemetry::Metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     /// The endpoint could not be built or connected.
-    #[error("connect: {0}")]
+    #[error("connect")]
     Connect(#[from] tonic::transport::Error),
     /// The aggregator answered with an error status.
     #[error("{}: {}", .0.code(), .0.message())]
@@ -59,7 +59,7 @@ pub async fn run(
             Ok(End::Stopped) => break,
             Err(e) => {
                 metrics.stream_failures.inc();
-                tracing::warn!(aggregator = %addr, error = %e, "report stream failed; reconnecting");
+                tracing::warn!(aggregator = %addr, error = %chain(&e), "report stream failed; reconnecting");
             }
         }
         if acked {
@@ -172,6 +172,18 @@ fn on_ack(
     *acked = true;
     backlog.ack(addr, ack.seq);
     Ok((backlog.goodbye_seq() == Some(ack.seq)).then_some(End::Goodbye))
+}
+
+/// An error with its causes, `a: b: c` (tonic's transport errors say little on their own).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Decrements the open-streams gauge when the session ends, however it ends.

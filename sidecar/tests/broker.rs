@@ -1,0 +1,338 @@
+//! Against the real RabbitMQ: stats reads the queue, peek reads the head message's timestamp
+//! (property in seconds, header in milliseconds) without losing, duplicating or reordering
+//! anything, and peek refuses quorum queues and queues with consumers.
+
+mod common;
+
+use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
+use dwell_sidecar::Sidecar;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+
+async fn fresh_queue(conn: &Connection, name: &str, quorum: bool) -> Channel {
+    let ch = conn.create_channel().await.unwrap();
+    let _ = ch
+        .queue_delete(name.into(), QueueDeleteOptions::default())
+        .await;
+    let mut args = FieldTable::default();
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), opts, args).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    ch
+}
+
+async fn publish(ch: &Channel, queue: &str, body: &str, props: BasicProperties) {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+/// Drains the queue with basic.get + ack: (body, redelivered) in delivery order.
+async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+    {
+        out.push((
+            String::from_utf8_lossy(&m.delivery.data).into_owned(),
+            m.delivery.redelivered,
+        ));
+        m.delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    out
+}
+
+fn peek_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "--amqp-url",
+        url,
+        "--stats-interval",
+        "200ms",
+        "--peek",
+        "--peek-interval",
+        "10s",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[tokio::test]
+async fn nothing_lost_peek_and_stats_on_a_classic_queue_with_header_ages() {
+    let Some(conn) = broker("nothing_lost").await else {
+        return;
+    };
+    let q = "dwell.test.sidecar.nothing-lost";
+    let ch = fresh_queue(&conn, q, false).await;
+    // The head message: property 100 s old (seconds), header 50.5 s old (ms): the header wins.
+    let head_ms = now_ms() - 50_500;
+    let mut headers = FieldTable::default();
+    headers.insert("timestamp_in_ms".into(), AMQPValue::LongLongInt(head_ms));
+    let props = BasicProperties::default()
+        .with_timestamp((now_ms() / 1000 - 100) as u64)
+        .with_headers(headers);
+    publish(&ch, q, "0", props).await;
+    for i in 1..50 {
+        publish(
+            &ch,
+            q,
+            &i.to_string(),
+            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
+        )
+        .await;
+    }
+    let url = amqp_url();
+    let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let extra = peek_args(
+        &url,
+        &[
+            "--queue-type",
+            "classic",
+            "--timestamp-header",
+            "timestamp_in_ms",
+        ],
+    );
+    let started = now_ms();
+    let running = Running::start(Sidecar::bind(args(peer.addr, q, &extra)).await.unwrap()).await;
+    let reports = peer.until("a peeked age", |r| ages(r).0 > 0).await;
+    let (count, age, _) = ages(reports.last().unwrap());
+    assert_eq!(count, 1);
+    let end = reports.last().unwrap().interval_end_ms;
+    assert!(
+        (started - head_ms..=end - head_ms).contains(&age),
+        "age {age} not in [{}, {}]",
+        started - head_ms,
+        end - head_ms
+    );
+    // Stats saw the queue as it is: 50 ready, no consumers.
+    let r = peer.until("queue state", |r| r.queue_state.is_some()).await;
+    let qs = r.last().unwrap().queue_state.unwrap();
+    assert_eq!((qs.messages_ready, qs.consumers), (50, 0));
+    let t = running.telemetry;
+    eventually("several stats polls", || async {
+        metric(t, "dwell_sidecar_stats_polls_total{kind=\"ok\"}")
+            .await
+            .filter(|v| *v >= 3.0)
+    })
+    .await;
+    assert_eq!(
+        metric(t, "dwell_sidecar_peeks_total{kind=\"peeked\"}").await,
+        Some(1.0)
+    );
+    running.stop().await;
+
+    // Every message is still there, exactly once, in order; only the peeked head is redelivered.
+    let got = drain(&ch, q).await;
+    let bodies: Vec<String> = got.iter().map(|(b, _)| b.clone()).collect();
+    let want: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+    assert_eq!(bodies, want);
+    assert!(
+        got[0].1,
+        "the peeked head comes back redelivered (documented side effect)"
+    );
+    assert!(got[1..].iter().all(|(_, r)| !r));
+    let _ = ch
+        .queue_delete(q.into(), QueueDeleteOptions::default())
+        .await;
+}
+
+#[tokio::test]
+async fn peek_reads_the_timestamp_property_in_seconds() {
+    let Some(conn) = broker("peek_property").await else {
+        return;
+    };
+    let q = "dwell.test.sidecar.peek-seconds";
+    let ch = fresh_queue(&conn, q, false).await;
+    let ts_s = (now_ms() / 1000 - 42) as u64;
+    publish(
+        &ch,
+        q,
+        "only",
+        BasicProperties::default().with_timestamp(ts_s),
+    )
+    .await;
+    let url = amqp_url();
+    let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let started = now_ms();
+    let running = Running::start(
+        Sidecar::bind(args(
+            peer.addr,
+            q,
+            &peek_args(&url, &["--queue-type", "classic"]),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    let reports = peer.until("a peeked age", |r| ages(r).0 > 0).await;
+    let (_, age, _) = ages(reports.last().unwrap());
+    let ts_ms = ts_s as i64 * 1000;
+    let end = reports.last().unwrap().interval_end_ms;
+    assert!(
+        (started - ts_ms..=end - ts_ms).contains(&age),
+        "age {age} not in [{}, {}]",
+        started - ts_ms,
+        end - ts_ms
+    );
+    running.stop().await;
+    assert_eq!(drain(&ch, q).await.len(), 1);
+    let _ = ch
+        .queue_delete(q.into(), QueueDeleteOptions::default())
+        .await;
+}
+
+#[tokio::test]
+async fn peek_refuses_a_quorum_queue() {
+    let Some(conn) = broker("peek_quorum").await else {
+        return;
+    };
+    let q = "dwell.test.sidecar.quorum";
+    let ch = fresh_queue(&conn, q, true).await;
+    for i in 0..3 {
+        publish(
+            &ch,
+            q,
+            &i.to_string(),
+            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
+        )
+        .await;
+    }
+    let url = amqp_url();
+    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let running = Running::start(
+        Sidecar::bind(args(
+            peer.addr,
+            q,
+            &peek_args(&url, &["--queue-type", "quorum"]),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    let t = running.telemetry;
+    eventually("a refused peek", || async {
+        metric(t, "dwell_sidecar_peeks_total{kind=\"refused_queue_type\"}")
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    // Stats works on quorum queues too.
+    eventually("quorum stats", || async {
+        metric(t, "dwell_sidecar_queue_messages_ready")
+            .await
+            .filter(|v| *v == 3.0)
+    })
+    .await;
+    assert_eq!(
+        metric(t, "dwell_sidecar_peeks_total{kind=\"peeked\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    running.stop().await;
+    let got = drain(&ch, q).await;
+    assert_eq!(
+        got,
+        vec![
+            ("0".into(), false),
+            ("1".into(), false),
+            ("2".into(), false)
+        ]
+    );
+    let _ = ch
+        .queue_delete(q.into(), QueueDeleteOptions::default())
+        .await;
+}
+
+#[tokio::test]
+async fn peek_refuses_a_queue_with_consumers() {
+    let Some(conn) = broker("peek_consumers").await else {
+        return;
+    };
+    let q = "dwell.test.sidecar.consumed";
+    let ch = fresh_queue(&conn, q, false).await;
+    for i in 0..5 {
+        publish(
+            &ch,
+            q,
+            &i.to_string(),
+            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
+        )
+        .await;
+    }
+    // A consumer that takes one message and holds it: consumer_count is 1, 4 are ready.
+    let cch = conn.create_channel().await.unwrap();
+    cch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let _consumer = cch
+        .basic_consume(
+            q.into(),
+            "holder".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let url = amqp_url();
+    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let running = Running::start(
+        Sidecar::bind(args(
+            peer.addr,
+            q,
+            &peek_args(&url, &["--queue-type", "classic"]),
+        ))
+        .await
+        .unwrap(),
+    )
+    .await;
+    let t = running.telemetry;
+    eventually("a refused peek", || async {
+        metric(t, "dwell_sidecar_peeks_total{kind=\"refused_consumers\"}")
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(t, "dwell_sidecar_peeks_total{kind=\"peeked\"}")
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+    running.stop().await;
+    cch.close(200, "done".into()).await.unwrap();
+    // The held message went back on close (redelivered by the consumer's doing); nothing else was touched.
+    let got = drain(&ch, q).await;
+    let bodies: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
+    assert_eq!(bodies, ["0", "1", "2", "3", "4"]);
+    assert!(got[1..].iter().all(|(_, r)| !r), "{got:?}");
+    let _ = ch
+        .queue_delete(q.into(), QueueDeleteOptions::default())
+        .await;
+}
