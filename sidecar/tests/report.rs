@@ -56,14 +56,14 @@ async fn reported_ages_match_the_truth_within_resolution() {
     let mut last_end = 0;
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     peer.until("four millisecond ages", |r| {
-        if let Some(dwell_proto::v1::report::Ages::Summary(s)) = &r.ages {
-            if s.count > 0 {
-                seen += s.count;
-                redelivered += s.redelivered;
-                lo = lo.min(s.min_ms);
-                hi = hi.max(s.max_ms);
-                last_end = r.interval_end_ms;
-            }
+        if let Some(dwell_proto::v1::report::Ages::Summary(s)) = &r.ages
+            && s.count > 0
+        {
+            seen += s.count;
+            redelivered += s.redelivered;
+            lo = lo.min(s.min_ms);
+            hi = hi.max(s.max_ms);
+            last_end = r.interval_end_ms;
         }
         seen >= 4
     })
