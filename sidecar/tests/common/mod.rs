@@ -125,32 +125,49 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Reports in arrival order.
     pub reports: mpsc::UnboundedReceiver<Report>,
-    server: JoinHandle<()>,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Peer {
-    /// Starts a peer on `addr` (port 0 for any).
+    /// Starts a peer on `addr` (port 0 for any), on its own runtime so that killing it drops
+    /// every connection at once, like a crashed aggregator process.
     pub async fn start(addr: SocketAddr) -> Peer {
-        let listener = TcpListener::bind(addr).await.expect("bind peer");
+        let listener = std::net::TcpListener::bind(addr).expect("bind peer");
+        listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, reports) = mpsc::unbounded_channel();
-        let server = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(IngestServer::new(Recorder { tx }))
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
+        let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let server = tonic::transport::Server::builder()
+                    .add_service(IngestServer::new(Recorder { tx }))
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                tokio::select! {
+                    _ = server => {}
+                    _ = killed => {}
+                }
+            });
+            // Dropping the runtime here aborts every connection task.
         });
         Peer {
             addr,
             reports,
-            server,
+            kill: Some(kill),
         }
     }
 
     /// Kills the peer abruptly (connections are dropped, like a crashed aggregator).
-    pub fn kill(self) -> mpsc::UnboundedReceiver<Report> {
-        self.server.abort();
-        self.reports
+    pub fn kill(mut self) -> mpsc::UnboundedReceiver<Report> {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        std::mem::replace(&mut self.reports, mpsc::unbounded_channel().1)
     }
 
     /// Waits for a report satisfying `pred`, returning every report seen up to it.
