@@ -1,0 +1,131 @@
+//! Against the real `dwell-aggregator` binary (built by `cargo build --workspace --bins`): the
+//! sidecar's reports land in its window, survive an aggregator crash and restart (the backlog is
+//! resent, so the restarted window holds the ages from before the crash), and the goodbye report
+//! removes the source.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use common::{Running, args, eventually, now_ms};
+use dwell_proto::v1::inspect_client::InspectClient;
+use dwell_proto::v1::{ListSourcesRequest, SourceInfo};
+use dwell_sidecar::Sidecar;
+
+fn aggregator_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("dwell-aggregator");
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("DWELL_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!(
+            "{} is missing: run cargo build --workspace --bins",
+            path.display()
+        );
+    }
+    eprintln!(
+        "\n!!!!! SKIPPED: {} is missing (cargo build -p dwell-aggregator) !!!!!\n",
+        path.display()
+    );
+    None
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Aggregator(Child);
+
+impl Aggregator {
+    fn start(bin: &PathBuf, grpc: SocketAddr, metrics: SocketAddr) -> Self {
+        let child = Command::new(bin)
+            .args([
+                "--grpc-addr",
+                &grpc.to_string(),
+                "--metrics-addr",
+                &metrics.to_string(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dwell-aggregator");
+        Self(child)
+    }
+
+    /// SIGKILL: a crash, no goodbye, no flush.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn our_source(grpc: SocketAddr, queue: &str) -> Option<SourceInfo> {
+    let mut client = InspectClient::connect(format!("http://{grpc}"))
+        .await
+        .ok()?;
+    let req = ListSourcesRequest {
+        namespace: "shop".into(),
+        queue: queue.into(),
+    };
+    let sources = client.list_sources(req).await.ok()?.into_inner().sources;
+    sources.into_iter().find(|s| s.pod == "binder-0")
+}
+
+#[tokio::test]
+async fn aggregator_crash_and_restart_rebuilds_the_window() {
+    let Some(bin) = aggregator_binary() else {
+        return;
+    };
+    let (grpc, metrics) = (free_port(), free_port());
+    let mut agg = Aggregator::start(&bin, grpc, metrics);
+    let q = "dwell.test.sidecar.real-aggregator";
+    let running = Running::start(
+        Sidecar::bind(args(grpc, q, &["--backlog", "600"]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let ts = (now_ms() - 5_000) as u64;
+    running.send_udp(format!("{q} {ts}ms\n").as_bytes()).await;
+    let before = eventually("the source in the aggregator", || async {
+        our_source(grpc, q)
+            .await
+            .filter(|s| s.samples >= 1 && s.reports >= 3)
+    })
+    .await;
+    assert_eq!(before.labels.get("app").map(String::as_str), Some("binder"));
+
+    agg.kill();
+    let ts = (now_ms() - 8_000) as u64;
+    running.send_udp(format!("{q} {ts}ms\n").as_bytes()).await;
+    let mut agg = Aggregator::start(&bin, grpc, metrics);
+    // The restarted aggregator knows nothing; the resent backlog brings back both ages.
+    let after = eventually("the window rebuilt after the restart", || async {
+        our_source(grpc, q).await.filter(|s| s.samples >= 2)
+    })
+    .await;
+    assert!(after.reports >= before.reports, "{after:?} vs {before:?}");
+
+    running.stop().await;
+    eventually("the goodbye to remove the source", || async {
+        match InspectClient::connect(format!("http://{grpc}")).await {
+            Ok(_) => our_source(grpc, q).await.is_none().then_some(()),
+            Err(_) => None,
+        }
+    })
+    .await;
+    agg.kill();
+}
