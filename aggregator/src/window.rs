@@ -7,6 +7,7 @@
 //! Time is always passed in (`now_ms`), so tests control it.
 
 mod dedup;
+mod packed;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,6 +16,7 @@ use dashmap::DashMap;
 use dwell_proto::summary::AgeSummary;
 
 pub use dedup::SeenReports;
+use packed::PackedSummary;
 
 /// Target number of slots per longest window: the window's edge is exact to one slot width.
 pub const SLOTS_PER_WINDOW: i64 = 6;
@@ -105,7 +107,7 @@ pub enum Taken {
 struct Slot {
     start_ms: i64,
     width_ms: i64,
-    summary: AgeSummary,
+    summary: PackedSummary,
 }
 
 /// Everything held for one source.
@@ -201,7 +203,7 @@ impl WindowStore {
         let width = slot_width_for(longest_window_ms);
         self.slot_width_ms.store(width, Ordering::Relaxed);
         self.span_ms
-            .store(longest_window_ms.max(1) + width, Ordering::Relaxed);
+            .store(longest_window_ms.max(1), Ordering::Relaxed);
     }
 
     /// The current slot width in milliseconds.
@@ -247,13 +249,27 @@ impl WindowStore {
         let mut accepted = 0;
         match obs.ages {
             Ages::Samples(samples) => {
+                // Batch the report's ages per slot, then pack each slot once.
+                let mut batches: Vec<(i64, AgeSummary)> = Vec::new();
                 for (age, at, redelivered) in samples {
                     note_last(&mut state.last_sample, age, at);
                     if at < oldest {
                         continue;
                     }
-                    slot_for(&mut state.slots, at, width).record(age, at, redelivered);
+                    let start = at.div_euclid(width) * width;
+                    let pos = match batches.iter().position(|(s, _)| *s == start) {
+                        Some(pos) => pos,
+                        None => {
+                            batches.push((start, AgeSummary::new()));
+                            batches.len() - 1
+                        }
+                    };
+                    batches[pos].1.record(age, at, redelivered);
                     accepted += 1;
+                }
+                for (start, batch) in batches {
+                    let at = batch.last().map_or(start, |(_, at)| at);
+                    slot_for(&mut state.slots, at, width).merge(&batch);
                 }
             }
             Ages::Summary { summary, at_ms } => {
@@ -261,9 +277,7 @@ impl WindowStore {
                     note_last(&mut state.last_sample, age, at);
                 }
                 if at_ms >= oldest && summary.count() > 0 {
-                    let slot = slot_for(&mut state.slots, at_ms, width);
-                    slot.merge(&summary);
-                    slot.shrink_to_fit();
+                    slot_for(&mut state.slots, at_ms, width).merge(&summary);
                     accepted = summary.count();
                 }
             }
@@ -341,7 +355,7 @@ impl WindowStore {
                 let mut ages = AgeSummary::new();
                 for slot in &e.value().slots {
                     if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
-                        ages.merge(&slot.summary);
+                        ages.merge(&slot.summary.unpack());
                     }
                 }
                 SourceWindow {
@@ -381,7 +395,7 @@ fn note_last(last: &mut Option<(i64, i64)>, age: i64, at: i64) {
 }
 
 /// The slot holding time `at`, created (in time order) when missing.
-fn slot_for(slots: &mut VecDeque<Slot>, at: i64, width: i64) -> &mut AgeSummary {
+fn slot_for(slots: &mut VecDeque<Slot>, at: i64, width: i64) -> &mut PackedSummary {
     let mut pos = slots.partition_point(|s| s.start_ms + s.width_ms <= at);
     let found = slots
         .get(pos)
@@ -401,7 +415,7 @@ fn slot_for(slots: &mut VecDeque<Slot>, at: i64, width: i64) -> &mut AgeSummary 
             Slot {
                 start_ms: start,
                 width_ms: width,
-                summary: AgeSummary::new(),
+                summary: PackedSummary::default(),
             },
         );
     }
