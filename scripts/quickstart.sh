@@ -78,7 +78,7 @@ bin=target/debug
 
 log "starting dwell-aggregator (self-signed TLS, built-in rules)"
 NO_COLOR=1 "$bin/dwell-aggregator" --metrics-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
-  >"$work/aggregator.log" 2>&1 &
+  --tls-self-signed-out "$work/ca.pem" >"$work/aggregator.log" 2>&1 &
 pids+=($!)
 https_addr="$(wait_for_line "$work/aggregator.log" 'metrics API listening on https://[^ ]+' 'the metrics API')"
 https_addr="${https_addr##*https://}"
@@ -86,17 +86,8 @@ grpc_addr="$(wait_for_line "$work/aggregator.log" 'gRPC listening on [^ ]+' 'the
 grpc_addr="${grpc_addr##* }"
 log "metrics API on https://$https_addr, gRPC ingest on $grpc_addr"
 
-# A kubeconfig that trusts exactly the certificate the aggregator serves.
-if command -v openssl >/dev/null; then
-  openssl s_client -connect "$https_addr" -servername localhost </dev/null 2>/dev/null \
-    | openssl x509 >"$work/ca.crt"
-else
-  python3 - "$https_addr" >"$work/ca.crt" <<'PY'
-import ssl, sys
-host, port = sys.argv[1].rsplit(":", 1)
-print(ssl.get_server_certificate((host.strip("[]"), int(port))))
-PY
-fi
+# A kubeconfig that trusts exactly the certificate the aggregator generated (written by
+# --tls-self-signed-out; public part only). The token only stops kubectl prompting.
 cat >"$work/kubeconfig" <<KUBE
 apiVersion: v1
 kind: Config
@@ -104,10 +95,10 @@ clusters:
 - name: dwell
   cluster:
     server: https://$https_addr
-    certificate-authority: $work/ca.crt
+    certificate-authority: $work/ca.pem
 users:
 - name: quickstart
-  user: {}
+  user: {token: unused}
 contexts:
 - name: dwell
   context: {cluster: dwell, user: quickstart}
@@ -116,7 +107,7 @@ KUBE
 
 sidecar_args=(--aggregator "http://$grpc_addr" --queue "$QUEUE" --pod-name "$POD"
   --pod-namespace "$NAMESPACE" --label app=binder --report-udp 127.0.0.1:0 --report-http off
-  --telemetry-addr 127.0.0.1:0)
+  --telemetry-addr 127.0.0.1:0 --shutdown-timeout 2s)
 if broker_answers "$AMQP_URL"; then
   mode=rabbitmq
   log "RabbitMQ answers at $(redact "$AMQP_URL"): real publisher and consumer on queue $QUEUE"
@@ -146,19 +137,24 @@ log "the HPA's request: kubectl --kubeconfig $work/kubeconfig get --raw '$object
 log "printing the metric as it changes (Ctrl-C to stop)"
 last=""
 start=$SECONDS
+# Children run in the background and the script `wait`s for them: a trapped Ctrl-C interrupts
+# `wait` at once (a foreground child that handles SIGINT itself would swallow it instead).
 while [ "$RUN_FOR" = 0 ] || [ $((SECONDS - start)) -lt "$RUN_FOR" ]; do
-  if body="$(kubectl --kubeconfig "$work/kubeconfig" get --raw "$object" 2>&1)"; then
+  kubectl --kubeconfig "$work/kubeconfig" get --raw "$object" >"$work/body" 2>&1 &
+  if wait $!; then
+    body="$(cat "$work/body")"
     value="$(grep -oE '"value": ?"[^"]+"' <<<"$body" | head -n1 | grep -oE '"[^"]+"$' | tr -d '"')"
     stamp="$(grep -oE '"timestamp": ?"[^"]+"' <<<"$body" | head -n1 | grep -oE '"[^"]+"$' | tr -d '"')"
     key="$value"
     line="seconds=$value  (p90 wait of queue $QUEUE over 30 s; observed at $stamp)"
   else
     key="error"
-    line="no value: $(tail -n1 <<<"$body")"
+    line="no value: $(tail -n1 "$work/body")"
   fi
   if [ "$key" != "$last" ]; then
     printf '%s  %s\n' "$(date +%T)" "$line"
     last="$key"
   fi
-  sleep 1
+  sleep 1 &
+  wait $!
 done

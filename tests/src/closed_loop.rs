@@ -4,7 +4,6 @@
 //! Each step is recorded as a [`Sample`] for the assertions and the replica-second accounting.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lapin::{Channel, Connection};
@@ -17,26 +16,14 @@ use crate::hpa::client::{self, FetchError, RawGet, Reading};
 use crate::hpa::{Controller, HpaSpec, ScaleState};
 use crate::publisher::now_ms;
 
-/// `kubectl get --raw` against a kubeconfig: the real client reading the aggregator.
-#[derive(Debug, Clone)]
-pub struct Kubectl {
-    /// The kubeconfig naming the aggregator and trusting its certificate.
-    pub kubeconfig: PathBuf,
-}
-
-impl RawGet for Kubectl {
+/// The HPA's reads go through the real `kubectl get --raw` of the harness.
+impl RawGet for crate::kube::Kubectl {
     async fn get_raw(&self, path: &str) -> Result<String, String> {
-        let out = tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["get", "--raw", path, "--request-timeout", "5s"])
-            .output()
-            .await
-            .map_err(|e| format!("cannot run kubectl: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = crate::kube::Kubectl::get_raw(self, path).await;
+        if out.success {
+            Ok(out.stdout)
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            Err(out.stderr.trim().to_owned())
         }
     }
 }
