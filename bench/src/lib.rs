@@ -9,6 +9,7 @@ pub mod https;
 pub mod ingest;
 pub mod plainhttp;
 pub mod procfs;
+pub mod rabbit;
 pub mod reads;
 pub mod reports;
 pub mod stats;

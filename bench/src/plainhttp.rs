@@ -6,10 +6,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// GETs `path` from `addr` with `Connection: close` and returns the body.
 pub async fn get(addr: SocketAddr, path: &str, accept: &str) -> anyhow::Result<String> {
+    get_with(addr, path, &[("Accept", accept)]).await
+}
+
+/// GETs `path` from `addr` with extra `headers` and returns the body.
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-    );
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
