@@ -21,6 +21,7 @@ pub mod closed_loop;
 pub mod fleet;
 pub mod hpa;
 pub mod kube;
+pub mod poll;
 pub mod process;
 pub mod publisher;
 pub mod sidecar;
