@@ -2,6 +2,8 @@
 //! for the aggregator, an in-process sidecar on loopback port 0, and small HTTP/metrics helpers.
 #![allow(dead_code)]
 
+pub mod amqp;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
