@@ -268,3 +268,35 @@ fn config_reload_swaps_rules_atomically() {
         .set_rules(config::parse("rules:\n  - {name: seconds, statistic: min}\n").expect("ok"));
     assert_eq!(f.value("seconds"), 1.0);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the ages and percentile, the served value is the exact nearest-rank
+        /// percentile within the summary's 1 % error (plus the ceil), never below `min`.
+        #[test]
+        fn served_percentile_is_within_one_percent(
+            ages in proptest::collection::vec(1i64..10_000_000, 1..300),
+            p in 1u32..=1000,
+        ) {
+            let pct = f64::from(p) / 10.0;
+            let yaml = format!(
+                "rules:\n  - {{name: m, statistic: p{pct}, unit: milliseconds, min: 0}}\n"
+            );
+            let f = fixture(Some(&yaml));
+            let seconds: Vec<f64> = ages.iter().map(|&a| a as f64 / 1000.0).collect();
+            f.push("ns", "a", "q", &seconds, None);
+            let mut sorted: Vec<i64> = seconds.iter().map(|s| (s * 1000.0) as i64).collect();
+            sorted.sort_unstable();
+            let rank = ((pct / 100.0 * sorted.len() as f64).ceil() as usize).max(1);
+            let exact = sorted[rank - 1] as f64;
+            let served = f.value("m");
+            prop_assert!(served >= exact * 0.99 - 1.0 && served <= exact * 1.01 + 1.0,
+                "p{} served {} exact {}", pct, served, exact);
+        }
+    }
+}
