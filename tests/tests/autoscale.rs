@@ -1,0 +1,165 @@
+//! The closed loop: the HPA model (Kubernetes defaults on a 15× clock: 1 s syncs, a 20 s
+//! scale-down window) reads the dwell metric through `kubectl get --raw` and scales real
+//! consumers, each with its own sidecar, on a real queue fed a bursty trace. The dwell time must
+//! come back under target after the burst, the replicas must come back down, and every message
+//! must be consumed.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use dwell_e2e::aggregator::Aggregator;
+use dwell_e2e::broker;
+use dwell_e2e::closed_loop::{ApiReader, ClosedLoop, render};
+use dwell_e2e::fleet::{Fleet, FleetConfig};
+use dwell_e2e::hpa::behavior::ClockScale;
+use dwell_e2e::hpa::{Controller, HpaSpec, MetricSource, MetricSpec, Target};
+use dwell_e2e::publisher::{Publisher, play};
+use dwell_e2e::sidecar::SidecarConfig;
+use dwell_e2e::trace::Trace;
+use dwell_e2e::worker::WorkerConfig;
+use tokio_util::sync::CancellationToken;
+
+/// The metric: the longest wait among deliveries of the last 3 s, in milliseconds.
+const RULES: &str = r#"
+stale_after: 10s
+rules:
+  - name: wait_ms
+    window: 3s
+    statistic: max
+    combine: max
+    unit: milliseconds
+    stall_after: 5s
+"#;
+
+/// Wait target: 2 s.
+const TARGET_MS: u64 = 2_000;
+/// Each message takes a worker 100 ms: one worker handles 10 messages a second.
+const PROCESSING: Duration = Duration::from_millis(100);
+const CAPACITY: f64 = 10.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_on_dwell_time_absorbs_a_burst_and_scales_back_down() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(url) = broker::require("autoscale").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, RULES).expect("write rules");
+    let agg = Aggregator::start(&["--config", &rules.display().to_string()])
+        .await
+        .expect("aggregator starts");
+    let queue = broker::unique_queue("autoscale");
+
+    let mut fleet = Fleet::new(FleetConfig {
+        name: "binder".into(),
+        worker: WorkerConfig {
+            amqp_url: url.clone(),
+            queue: queue.clone(),
+            processing: PROCESSING,
+            report_udp: None,
+        },
+        sidecar: Some(SidecarConfig {
+            aggregator: agg.grpc_addr,
+            queue: queue.clone(),
+            namespace: "jobs".into(),
+            pod: String::new(),
+            labels: vec!["app=binder".into()],
+            amqp_url: Some(url.clone()),
+            interval: Duration::from_millis(250),
+        }),
+    });
+    fleet.scale_to(1).await.expect("first pod starts");
+
+    let clock = ClockScale { speedup: 15.0 };
+    let mut spec = HpaSpec::new("jobs", "app=binder", (1, 8), clock);
+    spec.metrics = vec![MetricSpec {
+        metric: "wait_ms".into(),
+        selector: None,
+        source: MetricSource::Object {
+            resource: "deployments.apps".into(),
+            name: "binder".into(),
+        },
+        target: Target::Value(TARGET_MS as i64 * 1000),
+    }];
+    let sync = clock.secs(15.0);
+    let mut lp = ClosedLoop::new(
+        Controller::new(spec),
+        fleet,
+        ApiReader(agg.kubectl.clone()),
+        sync,
+    );
+
+    // 8 s at half a worker's capacity, 10 s at four workers' worth, 22 s at 0.3 of one.
+    let trace = Trace::bursty(CAPACITY, 42);
+    let burst_end = Duration::from_secs(18);
+    let published = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let publisher = tokio::spawn({
+        let (trace, published, stop) = (trace.clone(), published.clone(), stop.clone());
+        let p = Publisher::new(&url, &queue);
+        let start = lp.start();
+        async move { play(p, &trace, start, published, stop).await }
+    });
+
+    let total = trace.arrivals.len() as u64;
+    let finished = lp
+        .run_until(Duration::from_secs(100), |l| {
+            l.start().elapsed() > trace.length
+                && l.fleet.ledger.distinct() as u64 >= total
+                && l.fleet.len() == 1
+        })
+        .await
+        .expect("loop runs");
+    stop.cancel();
+    let sent = publisher.await.expect("publisher task");
+    let table = render(&lp.samples);
+    eprintln!("{table}");
+
+    let peak = lp.peak_replicas();
+    let last_over = lp.last_over(TARGET_MS);
+    let missing = lp.fleet.ledger.missing(sent);
+    eprintln!(
+        "closed loop: {sent} messages, peak {peak} replicas, {:.0} replica-seconds, {:.0} s over target, \
+         last wait over {TARGET_MS} ms at {last_over:?} (burst ended at {burst_end:?}), duplicates {}",
+        lp.replica_seconds(),
+        lp.seconds_over(TARGET_MS),
+        lp.fleet.ledger.duplicates()
+    );
+    assert_eq!(sent, total, "the publisher got every confirm");
+    assert!(
+        missing.is_empty(),
+        "messages never consumed: {missing:?}\n{table}"
+    );
+    assert!(
+        peak >= 3,
+        "the burst did not scale the consumers up (peak {peak})\n{table}"
+    );
+    let last_over = last_over.expect("the burst pushed the wait over target");
+    assert!(
+        last_over > burst_end - Duration::from_secs(10),
+        "the wait went over target only before the burst?\n{table}"
+    );
+    assert!(
+        last_over < burst_end + Duration::from_secs(25),
+        "the wait stayed over target {last_over:?} (bound: 25 s after the burst)\n{table}"
+    );
+    assert!(
+        finished,
+        "replicas did not come back down to 1 within 100 s\n{table}"
+    );
+    for s in &lp.samples {
+        if let Some(age) = s.reading_age {
+            assert!(
+                age < Duration::from_secs(5),
+                "the HPA read a stale value at {:?} (observed {age:?} before)\n{table}",
+                s.at
+            );
+        }
+    }
+
+    lp.fleet.shutdown().await;
+    broker::delete(&url, &queue).await;
+    agg.stop(Duration::from_secs(10)).await;
+}
