@@ -1,0 +1,128 @@
+//! The window's data types: source identity, what a report brings, and what reads return.
+use std::collections::BTreeMap;
+
+use dwell_proto::summary::AgeSummary;
+
+/// Identifies a source: one consumer pod watching one queue.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// Kubernetes namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Queue observed.
+    pub queue: String,
+    /// RabbitMQ vhost ("/" by default).
+    pub vhost: String,
+}
+
+/// The broker's view of the queue, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QueueState {
+    /// Messages ready for delivery.
+    pub messages_ready: u64,
+    /// Consumers attached.
+    pub consumers: u32,
+    /// When the broker was asked (Unix ms).
+    pub observed_at_ms: i64,
+}
+
+/// The sidecar's running counters, as last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SidecarCounters {
+    /// Ages clamped.
+    pub clamped: u64,
+    /// Deliveries without a usable timestamp.
+    pub missing: u64,
+    /// Reports dropped from the sidecar's backlog.
+    pub backlog_dropped: u64,
+}
+
+/// The ages a report carries, already validated.
+#[derive(Debug, Clone)]
+pub enum Ages {
+    /// Raw ages: `(age_ms, observed_at_ms, redelivered)`.
+    Samples(Vec<(i64, i64, bool)>),
+    /// A summary of an interval, placed at `at_ms`.
+    Summary {
+        /// The ages.
+        summary: AgeSummary,
+        /// Where in time the interval lands (its end).
+        at_ms: i64,
+    },
+}
+
+/// One validated report, ready to be taken into the window.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Who observed it.
+    pub key: SourceKey,
+    /// The pod's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Peer address of the connection.
+    pub peer: String,
+    /// Sidecar process identity (0: none).
+    pub instance: u64,
+    /// Report sequence number within the instance.
+    pub seq: u64,
+    /// The ages.
+    pub ages: Ages,
+    /// Queue state, if reported.
+    pub queue_state: Option<QueueState>,
+    /// Sidecar counters, if reported.
+    pub counters: Option<SidecarCounters>,
+}
+
+/// What happened to a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Taken; the number of ages that landed in the window.
+    Accepted(u64),
+    /// Seen before; ignored.
+    Duplicate,
+}
+
+/// A copy of one source's bookkeeping (not its ages), for listings and explanations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSnapshot {
+    /// Identity.
+    pub key: SourceKey,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Peer of the last report.
+    pub peer: String,
+    /// First report (aggregator clock, Unix ms).
+    pub first_seen_ms: i64,
+    /// Last report (aggregator clock, Unix ms).
+    pub last_report_ms: i64,
+    /// Reports taken.
+    pub reports: u64,
+    /// Ages taken.
+    pub samples: u64,
+    /// Latest age observed and when (Unix ms), ever.
+    pub last_sample: Option<(i64, i64)>,
+    /// Latest queue state.
+    pub queue_state: Option<QueueState>,
+    /// Latest sidecar counters.
+    pub counters: SidecarCounters,
+}
+
+/// A source's snapshot plus its ages over one window.
+#[derive(Debug, Clone)]
+pub struct SourceWindow {
+    /// The source.
+    pub source: SourceSnapshot,
+    /// Every age observed in the window, merged.
+    pub ages: AgeSummary,
+}
+
+/// Counts after a sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepCounts {
+    /// Sources reporting within `stale_after`.
+    pub live: usize,
+    /// Sources past `stale_after` but not yet evicted.
+    pub stale: usize,
+    /// Sources evicted by this sweep.
+    pub evicted: usize,
+}
