@@ -37,7 +37,7 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         grpc_addr,
         ..
     } = args.clone();
-    let _telemetry = Arc::new(Telemetry::new());
+    let telemetry = Arc::new(Telemetry::new());
     let metrics_listener = TcpListener::bind(metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --metrics-addr {metrics_addr}: {e}"))?;
@@ -45,14 +45,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --grpc-addr {grpc_addr}: {e}"))?;
     let tracker = TaskTracker::new();
-    // The engine (rules + window) is what the HTTPS side serves from and gRPC feeds.
-    let (engine, config_text) = engine::build(&args, &_telemetry)?;
-    let _provider: Arc<dyn provider::MetricsProvider> = engine.clone();
-    // --- HTTPS metrics API (api, tls) wires in here ---
+
+    // The engine (rules + window) is what gRPC ingest feeds and the HTTPS API serves from.
+    let (engine, config_text) = engine::build(&args, &telemetry)?;
+    let provider: Arc<dyn provider::MetricsProvider> = engine.clone();
+
+    // HTTPS metrics API: TLS (with certificate hot reload) in front of the axum router.
     let mut tls = tls::TlsSetup::new(&tls::TlsSettings::from_args(&args))
         .map_err(|e| anyhow::anyhow!("metrics API TLS: {e}"))?;
     tls.spawn_reloader(&tracker, shutdown.clone());
-    let api = api::router(api::ApiState::new(_provider.clone(), _telemetry.clone()));
+    let api = api::router(api::ApiState::new(provider, telemetry.clone()));
     tracing::info!(
         "metrics API listening on https://{}",
         metrics_listener.local_addr()?
@@ -63,16 +65,18 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         api,
         shutdown.clone(),
     ));
-    // --- gRPC ingest (ingest, engine, config) wires in here ---
+
+    // gRPC ingest + inspect + health + reflection, the config watcher and the window sweeper.
     ingest::server::spawn_all(
         &tracker,
         &args,
         engine,
         config_text,
         grpc_listener,
-        &_telemetry,
+        &telemetry,
         &shutdown,
     );
+
     tracker.close();
     shutdown.cancelled().await;
     tracker.wait().await;
