@@ -95,16 +95,7 @@ pub async fn sidecar(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 seq += 1;
-                let report = match &mut payload {
-                    Payload::Summaries(pool) => {
-                        let s = &pool[(seq as usize + instance as usize) % pool.len()];
-                        reports::summary_report(&source, instance, seq, interval_ms, s)
-                    }
-                    Payload::Samples(batch) => {
-                        reports::stamp(batch, reports::now_ms(), interval_ms);
-                        reports::samples_report(&source, instance, seq, interval_ms, batch.clone())
-                    }
-                };
+                let report = next_report(&mut payload, &source, instance, seq, interval_ms);
                 match tx.try_send(report) {
                     Ok(()) => { counters.sent.fetch_add(1, Ordering::Relaxed); }
                     Err(_) => { counters.behind.fetch_add(1, Ordering::Relaxed); }
@@ -118,6 +109,66 @@ pub async fn sidecar(
                 Ok(None) => return counters.error("stream closed by the aggregator".into()),
                 Err(e) => return counters.error(format!("{}: {}", e.code(), e.message())),
             }
+        }
+    }
+}
+
+fn next_report(
+    payload: &mut Payload,
+    source: &v1::Source,
+    instance: u64,
+    seq: u64,
+    interval_ms: i64,
+) -> v1::Report {
+    match payload {
+        Payload::Summaries(pool) => {
+            let s = &pool[(seq as usize + instance as usize) % pool.len()];
+            reports::summary_report(source, instance, seq, interval_ms, s)
+        }
+        Payload::Samples(batch) => {
+            reports::stamp(batch, reports::now_ms(), interval_ms);
+            reports::samples_report(source, instance, seq, interval_ms, batch.clone())
+        }
+    }
+}
+
+/// Like [`sidecar`], but each report is a unary `Ingest/Push` (no long-lived stream): isolates
+/// what the window costs from what an open HTTP/2 stream costs.
+pub async fn pusher(
+    channel: Channel,
+    source: v1::Source,
+    period: Duration,
+    delay: Duration,
+    mut payload: Payload,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = tokio::time::sleep(delay) => {}
+    }
+    let mut client = IngestClient::new(channel).max_encoding_message_size(4 << 20);
+    let instance: u64 = rand::random();
+    let interval_ms = period.as_millis() as i64;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        seq += 1;
+        let report = next_report(&mut payload, &source, instance, seq, interval_ms);
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+        match client.push(report).await {
+            Ok(a) => {
+                counters.acked.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .accepted
+                    .fetch_add(a.into_inner().accepted, Ordering::Relaxed);
+            }
+            Err(e) => counters.error(format!("{}: {}", e.code(), e.message())),
         }
     }
 }

@@ -67,6 +67,9 @@ struct Args {
     /// Reads per second per request kind.
     #[arg(long, default_value_t = 20.0)]
     read_rate: f64,
+    /// Unary `Ingest/Push` per report instead of one long-lived `Ingest/Stream` per sidecar.
+    #[arg(long)]
+    unary: bool,
     /// Runs (each with a fresh aggregator); medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -76,6 +79,7 @@ struct Args {
 #[derive(Debug, Default, Clone)]
 struct Run {
     reports_per_sec: f64,
+    sent_per_sec: f64,
     ages_per_sec: f64,
     behind: u64,
     errors: u64,
@@ -112,9 +116,14 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         Scenario::Raw => (args.pods, Duration::from_secs(1)),
     };
     let pool = Arc::new(reports::summary_pool(256, args.ages_per_report, 7));
+    let driver = if args.unary {
+        |c, s, p, d, l, n, t| tokio::spawn(ingest::pusher(c, s, p, d, l, n, t))
+    } else {
+        |c, s, p, d, l, n, t| tokio::spawn(ingest::sidecar(c, s, p, d, l, n, t))
+    };
     for i in 0..fleet {
         let delay = fleet_period.mul_f64(i as f64 / fleet as f64);
-        handles.push(tokio::spawn(ingest::sidecar(
+        handles.push(driver(
             channels[i % channels.len()].clone(),
             source_for(i, args.pods),
             fleet_period,
@@ -122,7 +131,7 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
             Payload::Summaries(pool.clone()),
             counters.clone(),
             stop.clone(),
-        )));
+        ));
     }
     let mut sources = fleet;
     if args.scenario == Scenario::Raw {
@@ -130,7 +139,7 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         let period = Duration::from_secs_f64(args.raw_batch as f64 / per_stream);
         for i in 0..args.raw_streams {
             let delay = period.mul_f64(i as f64 / args.raw_streams as f64);
-            handles.push(tokio::spawn(ingest::sidecar(
+            handles.push(driver(
                 channels[i % channels.len()].clone(),
                 reports::source("bench-raw", &format!("raw-{i}"), "firehose"),
                 period,
@@ -138,7 +147,7 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
                 Payload::Samples(reports::sample_batch(args.raw_batch, i as u64)),
                 counters.clone(),
                 stop.clone(),
-            )));
+            ));
         }
         sources += args.raw_streams;
     }
@@ -151,9 +160,10 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     let paths = HpaPaths::new("seconds", ns, "bench-pods");
     let me = std::process::id();
     let (cpu, own_cpu) = (CpuMeter::start(pid), CpuMeter::start(me));
-    let (acked0, accepted0) = (
+    let (acked0, accepted0, sent0) = (
         counters.acked.load(Ordering::Relaxed),
         counters.accepted.load(Ordering::Relaxed),
+        counters.sent.load(Ordering::Relaxed),
     );
     let t0 = Instant::now();
     let loaded = reads::all_kinds(
@@ -166,6 +176,7 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
     let secs = t0.elapsed().as_secs_f64();
     let mut run = Run {
         reports_per_sec: (counters.acked.load(Ordering::Relaxed) - acked0) as f64 / secs,
+        sent_per_sec: (counters.sent.load(Ordering::Relaxed) - sent0) as f64 / secs,
         ages_per_sec: (counters.accepted.load(Ordering::Relaxed) - accepted0) as f64 / secs,
         cpu_cores: cpu.cores(),
         loadgen_cpu: own_cpu.cores(),
@@ -244,9 +255,10 @@ fn med(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
 fn print_tables(args: &Args, runs: &[Run]) {
     let n = runs.len();
     println!(
-        "\n{} — `dwell-loadgen {:?}`, median of {n} runs\n",
+        "\n{} — `dwell-loadgen {:?}{}`, median of {n} runs\n",
         dwell_bench::machine_line(),
-        args.scenario
+        args.scenario,
+        if args.unary { " --unary" } else { "" }
     );
     let sources = runs.first().map(|r| r.sources).unwrap_or(0);
     let expected = match args.scenario {
@@ -259,8 +271,14 @@ fn print_tables(args: &Args, runs: &[Run]) {
     let idle = med(runs, |r| r.idle_rss as f64);
     println!("| figure | dwell | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
+    let sent = med(runs, |r| r.sent_per_sec);
+    let how = if args.unary {
+        "unary Push"
+    } else {
+        "one Stream each"
+    };
     println!(
-        "| reports acked/s ({sources} sources) | {rps:.0} | {expected:.0} offered | {} |",
+        "| reports acked/s ({sources} sources, {how}) | {rps:.0} | {expected:.0} offered, {sent:.0} sent | {} |",
         ratio(rps, expected)
     );
     if args.scenario == Scenario::Raw {
