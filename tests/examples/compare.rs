@@ -10,8 +10,10 @@
 //! Both run for the same horizon; reported: replica-seconds spent, seconds in which some delivery
 //! waited longer than 2 s, the peak replica count and the longest wait.
 //!
-//! `cargo run -p dwell-e2e --example compare [-- SEEDS]` (needs RabbitMQ at DWELL_TEST_AMQP_URL
-//! and `cargo build --workspace --bins` first).
+//! `cargo run -p dwell-e2e --example compare [-- SEEDS [PROCESSING_MS]]` (needs RabbitMQ at
+//! DWELL_TEST_AMQP_URL and `cargo build --workspace --bins` first). PROCESSING_MS (default 100)
+//! changes the work per message while the queue-length target stays tuned for 100 ms, as happens
+//! when the work gets slower after the HPA was set up; max replicas grow with it (8 per 100 ms).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -40,7 +42,8 @@ rules:
     stall_after: 5s
 "#;
 const TARGET_MS: u64 = 2_000;
-const PROCESSING: Duration = Duration::from_millis(100);
+/// Messages per second one worker handles at 100 ms a message (what the queue-length target and
+/// the trace are tuned for).
 const CAPACITY: f64 = 10.0;
 const HORIZON: Duration = Duration::from_secs(70);
 
@@ -53,6 +56,7 @@ struct Outcome {
 }
 
 async fn run<R: MetricReader>(
+    processing: Duration,
     url: &str,
     queue: &str,
     spec: HpaSpec,
@@ -65,7 +69,7 @@ async fn run<R: MetricReader>(
         worker: WorkerConfig {
             amqp_url: url.into(),
             queue: queue.into(),
-            processing: PROCESSING,
+            processing,
             report_udp: None,
         },
         sidecar,
@@ -104,8 +108,13 @@ async fn run<R: MetricReader>(
     Ok(outcome)
 }
 
-fn hpa(metric: MetricSpec) -> HpaSpec {
-    let mut spec = HpaSpec::new("jobs", "app=binder", (1, 8), ClockScale { speedup: 15.0 });
+fn hpa(metric: MetricSpec, max_replicas: i32) -> HpaSpec {
+    let mut spec = HpaSpec::new(
+        "jobs",
+        "app=binder",
+        (1, max_replicas),
+        ClockScale { speedup: 15.0 },
+    );
     spec.metrics = vec![metric];
     spec
 }
@@ -113,11 +122,16 @@ fn hpa(metric: MetricSpec) -> HpaSpec {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let seeds: u64 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1);
+    let arg = |i: usize, default: u64| -> anyhow::Result<u64> {
+        Ok(std::env::args()
+            .nth(i)
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (seeds, processing_ms) = (arg(1, 1)?, arg(2, 100)?.max(1));
+    let processing = Duration::from_millis(processing_ms);
+    let max_replicas = (8 * processing_ms).div_ceil(100) as i32;
     let url = broker::url();
     broker::connect(&url, Duration::from_secs(5))
         .await
@@ -129,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
 
+    println!("{processing_ms} ms per message, max {max_replicas} replicas\n");
     println!(
         "| seed | scaling on | replica-seconds | seconds over 2 s wait | peak replicas | longest wait | lost |"
     );
@@ -136,17 +151,21 @@ async fn main() -> anyhow::Result<()> {
     for seed in 1..=seeds {
         let queue = broker::unique_queue("compare-dwell");
         let dwell = run(
+            processing,
             &url,
             &queue,
-            hpa(MetricSpec {
-                metric: "wait_ms".into(),
-                selector: None,
-                source: MetricSource::Object {
-                    resource: "deployments.apps".into(),
-                    name: "binder".into(),
+            hpa(
+                MetricSpec {
+                    metric: "wait_ms".into(),
+                    selector: None,
+                    source: MetricSource::Object {
+                        resource: "deployments.apps".into(),
+                        name: "binder".into(),
+                    },
+                    target: Target::Value(TARGET_MS as i64 * 1000),
                 },
-                target: Target::Value(TARGET_MS as i64 * 1000),
-            }),
+                max_replicas,
+            ),
             ApiReader(agg.kubectl.clone()),
             Some(SidecarConfig {
                 aggregator: agg.grpc_addr,
@@ -163,14 +182,20 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
         let queue = broker::unique_queue("compare-length");
         let length = run(
+            processing,
             &url,
             &queue,
-            hpa(MetricSpec {
-                metric: "messages_ready".into(),
-                selector: None,
-                source: MetricSource::External,
-                target: Target::AverageValue((TARGET_MS as f64 / 1000.0 * CAPACITY) as i64 * 1000),
-            }),
+            hpa(
+                MetricSpec {
+                    metric: "messages_ready".into(),
+                    selector: None,
+                    source: MetricSource::External,
+                    target: Target::AverageValue(
+                        (TARGET_MS as f64 / 1000.0 * CAPACITY) as i64 * 1000,
+                    ),
+                },
+                max_replicas,
+            ),
             QueueLengthReader::new(&url, &queue),
             None,
             seed,
