@@ -15,8 +15,10 @@ for tool in kubectl openssl hadolint grpcurl git python3; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 python3 -c 'import yaml, kubernetes_validate' 2>/dev/null || missing+=("python: kubernetes-validate/PyYAML")
+# Where cargo put the debug binaries (honours CARGO_TARGET_DIR, as CI may set it).
+export DWELL_BIN_DIR="${DWELL_BIN_DIR:-$(cd .. && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug}"
 for bin in dwell-aggregator dwell-sidecar; do
-  [ -x "../target/debug/$bin" ] || missing+=("../target/debug/$bin (cargo build -p $bin)")
+  [ -x "$DWELL_BIN_DIR/$bin" ] || missing+=("$DWELL_BIN_DIR/$bin (cargo build -p $bin)")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   printf 'manifests/test.sh: missing: %s\n' "${missing[@]}" >&2

@@ -17,6 +17,8 @@ import yaml
 
 MANIFESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(MANIFESTS)
+# Where the debug binaries are (manifests/test.sh sets it from `cargo metadata`).
+BIN_DIR = os.environ.get("DWELL_BIN_DIR", os.path.join(REPO, "target", "debug"))
 
 # The objects the manifests are built around (tests check these names exist, not assume them).
 NAMESPACE = "custom-metrics"
@@ -138,7 +140,7 @@ def help_env_names(binary):
     """The DWELL_* environment variables a binary accepts, read from its `--help`."""
     path = os.environ.get(
         "DWELL_%s_BIN" % binary.replace("dwell-", "").upper(),
-        os.path.join(REPO, "target", "debug", binary),
+        os.path.join(BIN_DIR, binary),
     )
     if not os.access(path, os.X_OK):
         raise AssertionError(

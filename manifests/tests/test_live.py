@@ -82,7 +82,7 @@ class LiveAggregatorTest(unittest.TestCase):
             DWELL_TLS_KEY=os.path.join(certs, "tls.key"),
             DWELL_CONFIG=rules,
         )
-        binary = os.path.join(render.REPO, "target", "debug", "dwell-aggregator")
+        binary = os.path.join(render.BIN_DIR, "dwell-aggregator")
         cls.log = open(os.path.join(cls.tmp, "aggregator.log"), "w+")
         cls.proc = subprocess.Popen([binary], env=env, stdout=cls.log, stderr=subprocess.STDOUT)
         service = "%s.%s.svc" % (render.SERVICE, render.NAMESPACE)
