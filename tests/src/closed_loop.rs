@@ -37,23 +37,35 @@ pub trait MetricReader {
     ) -> impl Future<Output = Vec<Result<Reading, FetchError>>> + Send;
 }
 
-/// Reads every metric through the metrics API, exactly as the HPA requests it.
+/// Reads every metric through the metrics API, exactly as the HPA requests it: custom-metrics
+/// version discovery on `/apis` each sync (the HPA invalidates its cached choice every sync
+/// period), then one GET per metric.
 pub struct ApiReader<G>(pub G);
 
 impl<G: RawGet + Sync + Send> MetricReader for ApiReader<G> {
     async fn read(&mut self, spec: &HpaSpec) -> Vec<Result<Reading, FetchError>> {
+        let needs_custom = spec
+            .metrics
+            .iter()
+            .any(|m| m.source != crate::hpa::MetricSource::External);
+        let version = if needs_custom {
+            match self.0.get_raw("/apis").await {
+                Ok(body) => client::preferred_custom_version(&body),
+                Err(e) => Err(FetchError::Server(e)),
+            }
+        } else {
+            Ok(spec.custom_version.clone())
+        };
         let mut out = Vec::new();
         for m in &spec.metrics {
-            out.push(
-                client::fetch(
-                    &self.0,
-                    m,
-                    &spec.namespace,
-                    &spec.custom_version,
-                    &spec.pod_selector,
-                )
-                .await,
-            );
+            let reading = match (&version, &m.source) {
+                (_, crate::hpa::MetricSource::External) | (Ok(_), _) => {
+                    let v = version.as_deref().unwrap_or(&spec.custom_version);
+                    client::fetch(&self.0, m, &spec.namespace, v, &spec.pod_selector).await
+                }
+                (Err(e), _) => Err(e.clone()),
+            };
+            out.push(reading);
         }
         out
     }

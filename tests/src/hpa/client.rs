@@ -207,6 +207,60 @@ pub fn parse_answer(source: &MetricSource, body: &str) -> Result<Reading, FetchE
     }
 }
 
+/// The custom.metrics.k8s.io versions the HPA's client knows, best first.
+const KNOWN_CUSTOM_VERSIONS: [&str; 2] = ["v1beta2", "v1beta1"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupList {
+    #[serde(default)]
+    groups: Vec<Group>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Group {
+    name: String,
+    #[serde(default)]
+    versions: Vec<GroupVersion>,
+    preferred_version: Option<GroupVersion>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersion {
+    version: String,
+}
+
+/// Which custom.metrics.k8s.io version the HPA uses, from the `/apis` group list
+/// (`km: pkg/client/custom_metrics/discovery.go` `PreferredVersion`): the preferred version when
+/// the client knows it, else the first known one listed. The HPA re-discovers every sync period
+/// (`periodicallyInvalidate`).
+pub fn preferred_custom_version(apis_body: &str) -> Result<String, FetchError> {
+    let list: GroupList =
+        serde_json::from_str(apis_body).map_err(|e| FetchError::Malformed(e.to_string()))?;
+    let group = list
+        .groups
+        .iter()
+        .find(|g| g.name == "custom.metrics.k8s.io")
+        .ok_or_else(|| {
+            FetchError::Server("no custom metrics API (custom.metrics.k8s.io) registered".into())
+        })?;
+    let known = |v: &str| KNOWN_CUSTOM_VERSIONS.contains(&v);
+    if let Some(p) = group
+        .preferred_version
+        .as_ref()
+        .filter(|p| known(&p.version))
+    {
+        return Ok(p.version.clone());
+    }
+    group
+        .versions
+        .iter()
+        .find(|v| known(&v.version))
+        .map(|v| v.version.clone())
+        .ok_or_else(|| FetchError::Server("no known available metric versions found".into()))
+}
+
 /// Reads one metric as the HPA would.
 pub async fn fetch(
     getter: &impl RawGet,
@@ -232,6 +286,32 @@ mod tests {
             source,
             target: Target::Value(30_000),
         }
+    }
+
+    #[test]
+    fn preferred_version_follows_discovery() {
+        let apis = |preferred: &str, versions: &[&str]| {
+            let vs: Vec<String> = versions
+                .iter()
+                .map(|v| {
+                    format!(r#"{{"groupVersion":"custom.metrics.k8s.io/{v}","version":"{v}"}}"#)
+                })
+                .collect();
+            format!(
+                r#"{{"kind":"APIGroupList","groups":[{{"name":"custom.metrics.k8s.io","versions":[{}],"preferredVersion":{{"groupVersion":"x","version":"{preferred}"}}}}]}}"#,
+                vs.join(",")
+            )
+        };
+        assert_eq!(
+            preferred_custom_version(&apis("v1beta2", &["v1beta2", "v1beta1"])),
+            Ok("v1beta2".into())
+        );
+        assert_eq!(
+            preferred_custom_version(&apis("v9", &["v9", "v1beta1"])),
+            Ok("v1beta1".into())
+        );
+        assert!(preferred_custom_version(&apis("v9", &["v9"])).is_err());
+        assert!(preferred_custom_version(r#"{"groups":[]}"#).is_err());
     }
 
     #[test]
