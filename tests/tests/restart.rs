@@ -284,7 +284,9 @@ async fn loop_survives_aggregator_and_broker_restarts_without_wrong_values() {
         );
         let upper = truth(&waits, read_ms.saturating_sub(WINDOW_MS + 2_000), read_ms).unwrap_or(0);
         assert!(
-            value as f64 <= upper as f64 * 1.01 + 50.0,
+            // The sidecar takes the age when it reads the report, which on a busy machine can
+            // trail the worker's own clock reading by a scheduling delay: 250 ms of slack.
+            value as f64 <= upper as f64 * 1.01 + 250.0,
             "value {value} ms at {:?} exceeds every wait in its window (max {upper} ms)\n{table}",
             x.at
         );
