@@ -218,17 +218,29 @@ async fn main() -> anyhow::Result<()> {
         body.len(),
         args.runs
     );
-    println!("| server | req/s | p50 | p99 | server CPU | errors | dwell ÷ this |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| server | req/s | p50 | p99 | server CPU | server CPU per request | errors | dwell ÷ this (req/s) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let dwell = median(&rps[0]);
+    let cpu_per_req: Vec<Vec<f64>> = (0..3)
+        .map(|i| {
+            cpu[i]
+                .iter()
+                .zip(&rps[i])
+                .map(|(c, r)| c / r.max(1.0) * 1e6)
+                .collect()
+        })
+        .collect();
     for i in 0..3 {
         let m = median(&rps[i]);
         println!(
-            "| {} | {m:.0} | {:.2} ms | {:.2} ms | {:.0} % | {} | {} |",
+            "| {} | {m:.0} | {:.2} ms | {:.2} ms | {:.0} % | {:.1} µs | {} | {} |",
             servers[i].name,
             median(&p50[i]),
             median(&p99[i]),
             median(&cpu[i]) * 100.0,
+            median(&cpu_per_req[i]),
             errors[i],
             ratio(dwell, m)
         );
