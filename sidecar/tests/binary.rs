@@ -165,3 +165,41 @@ async fn sigterm_sends_goodbye_and_exits() {
         "the AMQP password leaked into the log: {stderr}"
     );
 }
+
+/// A closed log pipe (`dwell-sidecar 2>&1 | head -1`) must not take tasks down: logging into it
+/// used to panic inside tracing-subscriber, and the goodbye never went out.
+#[tokio::test]
+async fn sigterm_still_says_goodbye_when_stderr_is_a_closed_pipe() {
+    let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let agg = format!("http://{}", peer.addr);
+    let mut child = Command::new(BIN)
+        .args(["--aggregator", &agg, "--queue", "orders"])
+        .args(["--interval", "200ms", "--report-udp", "127.0.0.1:0"])
+        .args([
+            "--report-http",
+            "127.0.0.1:0",
+            "--telemetry-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    peer.until("a report", |r| r.seq >= 1).await;
+    drop(child.stderr.take()); // close the read end: every later log write gets EPIPE
+    peer.until("a report after the pipe closed", |r| r.seq >= 4)
+        .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    peer.until("the goodbye report", |r| r.goodbye).await;
+    let exit = eventually("the process to exit", || {
+        let s = child.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    assert!(exit.success(), "{exit:?}");
+}
