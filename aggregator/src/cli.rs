@@ -68,4 +68,18 @@ pub struct Args {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "DWELL_MAX_REPORT_BYTES", default_value_t = 1024 * 1024)]
     pub max_report_bytes: usize,
+
+    /// PEM certificate chain for gRPC ingest. Without --grpc-tls-cert/--grpc-tls-key gRPC is
+    /// plaintext and unauthenticated (a warning is logged). Re-read on change like --tls-cert.
+    #[arg(long, env = "DWELL_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching --grpc-tls-cert.
+    #[arg(long, env = "DWELL_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle for gRPC clients: when set, every gRPC client (sidecar, grpcurl) must
+    /// present a certificate signed by it (mTLS). Needs --grpc-tls-cert.
+    #[arg(long, env = "DWELL_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
+    pub grpc_client_ca: Option<PathBuf>,
 }

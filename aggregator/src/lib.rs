@@ -67,12 +67,16 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     ));
 
     // gRPC ingest + inspect + health + reflection, the config watcher and the window sweeper.
+    let grpc_tls = tls::TlsSettings::grpc_from_args(&args)
+        .and_then(|settings| settings.as_ref().map(tls::TlsSetup::new).transpose())
+        .map_err(|e| anyhow::anyhow!("gRPC TLS: {e}"))?;
     ingest::server::spawn_all(
         &tracker,
         &args,
         engine,
         config_text,
         grpc_listener,
+        grpc_tls,
         &telemetry,
         &shutdown,
     );

@@ -1,15 +1,21 @@
-//! TLS for the metrics API: where the serving certificate comes from (PEM files that are
-//! hot-reloaded, or a self-signed one generated at start-up), and the HTTPS accept loop.
+//! TLS for the metrics API and gRPC ingest: where the serving certificate comes from (PEM files
+//! that are hot-reloaded, or a self-signed one generated at start-up), which client certificates
+//! are accepted ([`client_auth`]), and the HTTPS accept loop.
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 mod certs;
+pub mod client_auth;
 mod reload;
 mod serve;
 
-pub use certs::{Identity, SelfSigned, fingerprint, self_signed, server_config};
+pub use certs::{
+    Identity, SelfSigned, ServerOptions, fingerprint, self_signed, server_config,
+    server_config_with,
+};
+pub use client_auth::PeerCertificates;
 pub use reload::{CertFiles, TlsConfig};
 pub use serve::serve;
 
@@ -31,6 +37,9 @@ pub enum TlsError {
     /// The self-signed certificate could not be written to --tls-self-signed-out.
     #[error("cannot write the self-signed certificate to {0}: {1}")]
     Write(String, String),
+    /// A client CA bundle is unusable (no certificate, or rejected as a trust anchor).
+    #[error("invalid CA bundle {0}: {1}")]
+    Ca(String, String),
 }
 
 /// How the serving certificate is chosen (from the command line).
@@ -44,6 +53,8 @@ pub struct TlsSettings {
     pub self_signed_out: Option<PathBuf>,
     /// `--tls-reload-interval`: how often the files are checked for changes.
     pub reload_interval: Duration,
+    /// Client-certificate verification and ALPN.
+    pub options: ServerOptions,
 }
 
 impl TlsSettings {
@@ -54,7 +65,33 @@ impl TlsSettings {
             sans: args.tls_san.clone(),
             self_signed_out: args.tls_self_signed_out.clone(),
             reload_interval: args.tls_reload_interval,
+            options: ServerOptions::https(),
         }
+    }
+
+    /// The gRPC listener's settings: `None` (plaintext) without `--grpc-tls-cert`; with
+    /// `--grpc-client-ca`, every client must present a certificate signed by it.
+    pub fn grpc_from_args(args: &crate::cli::Args) -> Result<Option<Self>, TlsError> {
+        let Some(files) = args.grpc_tls_cert.clone().zip(args.grpc_tls_key.clone()) else {
+            return Ok(None);
+        };
+        let client_verifier = match &args.grpc_client_ca {
+            Some(ca) => Some(client_auth::verifier(
+                client_auth::load_roots(ca)?,
+                client_auth::Presence::Required,
+            )?),
+            None => None,
+        };
+        Ok(Some(Self {
+            files: Some(files),
+            sans: Vec::new(),
+            self_signed_out: None,
+            reload_interval: args.tls_reload_interval,
+            options: ServerOptions {
+                client_verifier,
+                ..ServerOptions::grpc()
+            },
+        }))
     }
 }
 
@@ -74,7 +111,8 @@ impl TlsSetup {
     pub fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
         let (identity, files) = match &settings.files {
             Some((cert, key)) => {
-                let (files, identity) = CertFiles::load(cert.clone(), key.clone())?;
+                let (files, identity) =
+                    CertFiles::load_with(cert.clone(), key.clone(), settings.options.clone())?;
                 tracing::info!(
                     cert = %cert.display(),
                     fingerprint = %identity.fingerprint(),
@@ -101,7 +139,7 @@ impl TlsSetup {
             }
         };
         Ok(Self {
-            config: TlsConfig::new(server_config(&identity)?),
+            config: TlsConfig::new(server_config_with(&identity, &settings.options)?),
             files,
             reload_interval: settings.reload_interval,
         })

@@ -31,6 +31,15 @@ pub struct Args {
     #[arg(long, env = "DWELL_AGGREGATOR_CA")]
     pub aggregator_ca: Option<PathBuf>,
 
+    /// PEM client certificate presented to the aggregator (mTLS; https only). The aggregator
+    /// checks it against its --grpc-client-ca.
+    #[arg(long, env = "DWELL_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key matching --client-cert.
+    #[arg(long, env = "DWELL_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+
     /// How often a report is sent (e.g. 1s, 500ms). Ages are pre-aggregated per interval.
     #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     pub interval: Duration,

@@ -74,7 +74,15 @@ impl Sidecar {
             ),
             None => None,
         };
-        let target = push::Target::parse(&args.aggregator, ca).map_err(anyhow::Error::msg)?;
+        let mut target = push::Target::parse(&args.aggregator, ca).map_err(anyhow::Error::msg)?;
+        if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+            let read = |flag: &str, path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))
+            };
+            target = target
+                .with_identity(read("--client-cert", cert)?, read("--client-key", key)?)
+                .map_err(anyhow::Error::msg)?;
+        }
         let env = |k: &str| std::env::var(k).ok();
         let identity = Identity::resolve(&identity::Sources {
             pod_flag: args.pod_name.as_deref(),

@@ -1,5 +1,5 @@
 //! Test PKI made with rcgen: a CA, and serving certificates it signs (for `--tls-cert`/`--tls-key`
-//! and certificate-rotation tests).
+//! and certificate-rotation tests), and client certificates (mTLS, front-proxy) it signs.
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,25 @@ impl TestCa {
         }
     }
 
+    /// A client certificate (client-auth usage) with subject CN `cn` and one O per group,
+    /// signed by this CA: what a sidecar, kube-apiserver's front proxy or a user presents.
+    pub fn issue_client(&self, cn: &str, groups: &[&str]) -> ServingCert {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("client key");
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     /// Writes the CA certificate to `dir/<file>` and returns the path.
     pub fn write(&self, dir: &Path, file: &str) -> PathBuf {
         let path = dir.join(file);
@@ -68,8 +87,14 @@ impl ServingCert {
     /// Writes `tls.crt` and `tls.key` into `dir` (atomically, by rename, as a Secret update
     /// would appear) and returns their paths.
     pub fn write(&self, dir: &Path) -> (PathBuf, PathBuf) {
-        let cert = dir.join("tls.crt");
-        let key = dir.join("tls.key");
+        self.write_as(dir, "tls")
+    }
+
+    /// Writes `<stem>.crt` and `<stem>.key` into `dir` (as [`ServingCert::write`]) and returns
+    /// their paths: for several certificates in one directory.
+    pub fn write_as(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
         for (path, content) in [(&cert, &self.cert_pem), (&key, &self.key_pem)] {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, content).expect("write PEM");

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
@@ -77,17 +78,65 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
+/// What a server asks of its clients beyond TLS itself: an optional client-certificate
+/// verifier and the ALPN protocols it offers.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Verifies client certificates (required or optional, as the verifier was built);
+    /// `None` never asks for one.
+    pub client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// ALPN protocols in preference order.
+    pub alpn: Vec<Vec<u8>>,
+}
+
+impl ServerOptions {
+    /// The metrics API: `h2` then `http/1.1` (kube-apiserver's proxy negotiates h2).
+    pub fn https() -> Self {
+        Self {
+            client_verifier: None,
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        }
+    }
+
+    /// gRPC: `h2` only (grpc-go clients such as grpcurl insist on it).
+    pub fn grpc() -> Self {
+        Self {
+            client_verifier: None,
+            alpn: vec![b"h2".to_vec()],
+        }
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::https()
+    }
+}
+
 /// Builds the server configuration: ring, TLS 1.3 and 1.2 only, no client certificates,
 /// ALPN `h2` then `http/1.1` (kube-apiserver's proxy negotiates h2).
 pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(identity, &ServerOptions::https())
+}
+
+/// Builds a server configuration (ring, TLS 1.3 and 1.2) with the given client verification
+/// and ALPN.
+pub fn server_config_with(
+    identity: &Identity,
+    options: &ServerOptions,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &options.client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = options.alpn.clone();
     Ok(Arc::new(config))
 }
 

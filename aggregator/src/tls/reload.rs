@@ -12,7 +12,7 @@ use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::TlsError;
-use super::certs::{Identity, server_config};
+use super::certs::{Identity, ServerOptions, server_config_with};
 
 /// A shared, swappable server configuration: cheap to clone, read once per accepted connection.
 #[derive(Debug, Clone)]
@@ -40,17 +40,29 @@ impl TlsConfig {
 pub struct CertFiles {
     cert: PathBuf,
     key: PathBuf,
+    options: ServerOptions,
     loaded: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
 impl CertFiles {
     /// Loads both files once, returning the watcher state and the identity to serve first.
     pub fn load(cert: PathBuf, key: PathBuf) -> Result<(Self, Identity), TlsError> {
+        Self::load_with(cert, key, ServerOptions::https())
+    }
+
+    /// Like [`CertFiles::load`], rebuilding each reloaded configuration with `options`
+    /// (client-certificate verification, ALPN).
+    pub fn load_with(
+        cert: PathBuf,
+        key: PathBuf,
+        options: ServerOptions,
+    ) -> Result<(Self, Identity), TlsError> {
         let (cert_pem, key_pem) = read_pair(&cert, &key)?;
         let identity = Identity::from_pem(&cert_pem, &key_pem)?;
         let files = Self {
             cert,
             key,
+            options,
             loaded: Mutex::new((cert_pem, key_pem)),
         };
         Ok((files, identity))
@@ -66,7 +78,7 @@ impl CertFiles {
             return Ok(None);
         }
         let identity = Identity::from_pem(&pair.0, &pair.1)?;
-        tls.replace(server_config(&identity)?);
+        tls.replace(server_config_with(&identity, &self.options)?);
         *loaded = pair;
         Ok(Some(identity.fingerprint()))
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::Uri;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, ClientTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::telemetry::Metrics;
 use backlog::Backlog;
@@ -76,6 +76,28 @@ impl Target {
             origin,
             tls,
         })
+    }
+
+    /// Presents a client certificate (PEM chain and key) on every https connection, for an
+    /// aggregator that requires mTLS.
+    pub fn with_identity(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, String> {
+        let Some(tls) = self.tls.take() else {
+            return Err("--client-cert needs an https:// aggregator".into());
+        };
+        if !cert_pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err("--client-cert holds no PEM CERTIFICATE block".into());
+        }
+        if !key_pem
+            .windows(b"PRIVATE KEY-----".len())
+            .any(|w| w == b"PRIVATE KEY-----")
+        {
+            return Err("--client-key holds no PEM PRIVATE KEY block".into());
+        }
+        self.tls = Some(tls.identity(Identity::from_pem(cert_pem, key_pem)));
+        Ok(self)
     }
 }
 
@@ -213,5 +235,25 @@ mod tests {
             assert!(Target::parse(bad, None).is_err(), "{bad}");
         }
         assert!(Target::parse("http://x:1", Some(b"pem".to_vec())).is_err());
+    }
+
+    #[test]
+    fn client_identity_needs_https_and_pem() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_vec();
+        let key = b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec();
+        let http = Target::parse("http://x:1", None).unwrap();
+        assert!(http.with_identity(cert.clone(), key.clone()).is_err());
+        let https = || Target::parse("https://x:1", None).unwrap();
+        assert!(
+            https()
+                .with_identity(b"nope".to_vec(), key.clone())
+                .is_err()
+        );
+        assert!(
+            https()
+                .with_identity(cert.clone(), b"nope".to_vec())
+                .is_err()
+        );
+        assert!(https().with_identity(cert, key).unwrap().tls.is_some());
     }
 }
