@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
-use dwell_proto::summary::AgeSummary;
+use dwell_proto::summary::{AgeSummary, DenseAccumulator};
 
 pub use dedup::SeenReports;
 use packed::PackedSummary;
@@ -225,20 +225,22 @@ impl WindowStore {
         mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
     ) -> Vec<SourceWindow> {
         let from = now_ms - window_ms;
+        // One dense scratch array for the whole read: merging a slot is array adds, not a new
+        // sparse vector per merge (BENCHMARKS.md note A).
+        let mut acc = DenseAccumulator::new();
         let mut out: Vec<SourceWindow> = self
             .sources
             .iter()
             .filter(|e| keep(e.key(), &e.value().labels))
             .map(|e| {
-                let mut ages = AgeSummary::new();
                 for slot in &e.value().slots {
                     if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
-                        ages.merge(&slot.summary.unpack());
+                        slot.summary.add_to(&mut acc);
                     }
                 }
                 SourceWindow {
                     source: snapshot(e.key(), e.value()),
-                    ages,
+                    ages: acc.finish(),
                 }
             })
             .collect();

@@ -1,7 +1,7 @@
 //! A slot's ages at rest: the summary's scalars plus its sparse buckets as varints (index delta,
 //! count), about 2–3 bytes per populated bucket instead of 16. This is what lets 10 000 sources
 //! fit the memory budget whatever the spread of their ages.
-use dwell_proto::summary::AgeSummary;
+use dwell_proto::summary::{AgeSummary, DenseAccumulator};
 use dwell_proto::v1;
 
 /// A packed [`AgeSummary`].
@@ -71,6 +71,23 @@ impl PackedSummary {
             });
         }
         AgeSummary::from_proto(&proto).unwrap_or_default()
+    }
+
+    /// Adds this slot's ages to `acc` without unpacking into a summary of its own.
+    pub fn add_to(&self, acc: &mut DenseAccumulator) {
+        acc.add_scalars(&self.head);
+        let mut pos = 0;
+        let mut prev: i64 = -1;
+        while pos < self.buckets.len() {
+            let (Some(delta), Some(count)) = (
+                get_varint(&self.buckets, &mut pos),
+                get_varint(&self.buckets, &mut pos),
+            ) else {
+                break;
+            };
+            prev += delta as i64;
+            acc.add_bucket(prev as i32, count);
+        }
     }
 
     /// Adds `other`'s ages.

@@ -75,3 +75,23 @@ fn rejects_inconsistent_summaries() {
 fn empty_summary_has_no_quantile() {
     assert_eq!(AgeSummary::new().quantile_ms(0.9), None);
 }
+
+proptest! {
+    #[test]
+    fn dense_accumulator_equals_pairwise_merge(parts in prop::collection::vec(
+        prop::collection::vec(0i64..100_000_000, 0..50), 0..8)) {
+        let mut pairwise = AgeSummary::new();
+        let mut acc = DenseAccumulator::new();
+        for (n, ages) in parts.iter().enumerate() {
+            let mut s = AgeSummary::new();
+            for (i, &a) in ages.iter().enumerate() {
+                s.record(a, (n * 100 + i) as i64, i % 3 == 0);
+            }
+            pairwise.merge(&s);
+            acc.add(&s);
+        }
+        prop_assert_eq!(acc.finish(), pairwise);
+        // The accumulator is reusable: empty again after finish.
+        prop_assert_eq!(acc.finish(), AgeSummary::new());
+    }
+}
