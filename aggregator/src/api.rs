@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 mod aggregated;
+pub mod auth;
 mod discovery;
 mod kinds;
 mod metrics;
@@ -37,6 +38,7 @@ pub struct ApiState {
     provider: Arc<dyn MetricsProvider>,
     telemetry: Arc<Telemetry>,
     openapi_v2: Arc<Vec<u8>>,
+    auth: Option<Arc<auth::Authenticator>>,
 }
 
 impl ApiState {
@@ -47,7 +49,14 @@ impl ApiState {
             provider,
             telemetry,
             openapi_v2: Arc::new(openapi_v2),
+            auth: None,
         }
+    }
+
+    /// Requires every caller but the health probes to authenticate through `auth`.
+    pub fn with_authenticator(mut self, auth: Option<Arc<auth::Authenticator>>) -> Self {
+        self.auth = auth;
+        self
     }
 }
 
@@ -76,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -82,4 +82,21 @@ pub struct Args {
     /// present a certificate signed by it (mTLS). Needs --grpc-tls-cert.
     #[arg(long, env = "DWELL_GRPC_CLIENT_CA", requires = "grpc_tls_cert")]
     pub grpc_client_ca: Option<PathBuf>,
+
+    /// PEM CA bundle of kube-apiserver's front proxy (the `requestheader-client-ca-file` key of
+    /// kube-system/extension-apiserver-authentication). When set (or --client-ca), every route
+    /// but /healthz /livez /readyz needs an authenticated caller; a front-proxy certificate makes
+    /// X-Remote-User/X-Remote-Group the caller. Without either, the API authenticates nobody.
+    #[arg(long, env = "DWELL_REQUESTHEADER_CLIENT_CA")]
+    pub requestheader_client_ca: Option<PathBuf>,
+
+    /// Front-proxy certificate CNs accepted (comma-separated, e.g. front-proxy-client); empty:
+    /// any certificate signed by --requestheader-client-ca.
+    #[arg(long, env = "DWELL_REQUESTHEADER_ALLOWED_NAMES", value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// PEM CA bundle for ordinary x509 client certificates on the metrics API (user = CN,
+    /// groups = O), e.g. the `client-ca-file` key of extension-apiserver-authentication.
+    #[arg(long, env = "DWELL_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
 }

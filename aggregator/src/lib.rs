@@ -50,11 +50,25 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     let (engine, config_text) = engine::build(&args, &telemetry)?;
     let provider: Arc<dyn provider::MetricsProvider> = engine.clone();
 
-    // HTTPS metrics API: TLS (with certificate hot reload) in front of the axum router.
-    let mut tls = tls::TlsSetup::new(&tls::TlsSettings::from_args(&args))
-        .map_err(|e| anyhow::anyhow!("metrics API TLS: {e}"))?;
+    // HTTPS metrics API: TLS (with certificate hot reload) in front of the axum router, asking
+    // for client certificates when a client CA is configured.
+    let authenticator = api::auth::Authenticator::new(&api::auth::AuthSettings::from_args(&args))
+        .map_err(|e| anyhow::anyhow!("metrics API authentication: {e}"))?
+        .map(Arc::new);
+    let mut tls_settings = tls::TlsSettings::from_args(&args);
+    match &authenticator {
+        Some(auth) => tls_settings.options.client_verifier = Some(auth.handshake_verifier()),
+        None => tracing::warn!(
+            "metrics API authenticates NOBODY: anyone who reaches it can read metrics; set \
+             --requestheader-client-ca (and --requestheader-allowed-names) or --client-ca"
+        ),
+    }
+    let mut tls =
+        tls::TlsSetup::new(&tls_settings).map_err(|e| anyhow::anyhow!("metrics API TLS: {e}"))?;
     tls.spawn_reloader(&tracker, shutdown.clone());
-    let api = api::router(api::ApiState::new(provider, telemetry.clone()));
+    let api = api::router(
+        api::ApiState::new(provider, telemetry.clone()).with_authenticator(authenticator),
+    );
     tracing::info!(
         "metrics API listening on https://{}",
         metrics_listener.local_addr()?

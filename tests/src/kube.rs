@@ -1,6 +1,7 @@
 //! Talking to the aggregator's metrics API with real clients: `kubectl get --raw` through a
 //! kubeconfig that trusts the aggregator's certificate (`certificate-authority-data`), and `curl`
 //! where a test must set headers kubectl does not (Accept, If-None-Match) or pick the HTTP version.
+//! A kubeconfig may carry a client certificate (`client-certificate-data`/`client-key-data`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -68,7 +69,44 @@ pub fn kubeconfig_yaml(server: &str, ca_pem: &str) -> String {
     )
 }
 
+/// A kubeconfig for `server` trusting `ca_pem` whose user presents a client certificate.
+pub fn kubeconfig_yaml_with_cert(
+    server: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dwell\n  cluster:\n    server: {server}\n    \
+         certificate-authority-data: {}\nusers:\n- name: dwell\n  user:\n    \
+         client-certificate-data: {}\n    client-key-data: {}\n\
+         contexts:\n- name: dwell\n  context:\n    cluster: dwell\n    user: dwell\n\
+         current-context: dwell\n",
+        base64(ca_pem.as_bytes()),
+        base64(cert_pem.as_bytes()),
+        base64(key_pem.as_bytes()),
+    )
+}
+
 impl Kubectl {
+    /// Writes `dir/kubeconfig-<name>` for `server` trusting `ca_pem`, presenting the client
+    /// certificate `cert_pem` with `key_pem`.
+    pub fn with_client_cert(
+        dir: &Path,
+        name: &str,
+        server: &str,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<Self> {
+        let kubeconfig = dir.join(format!("kubeconfig-{name}"));
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml_with_cert(server, ca_pem, cert_pem, key_pem),
+        )?;
+        Ok(Self { kubeconfig })
+    }
+
     /// Writes `dir/kubeconfig` for `server` trusting `ca_pem`.
     pub fn new(dir: &Path, server: &str, ca_pem: &str) -> std::io::Result<Self> {
         let kubeconfig = dir.join("kubeconfig");

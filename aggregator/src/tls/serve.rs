@@ -1,6 +1,8 @@
 //! The HTTPS accept loop: TLS on every connection (never plain HTTP), HTTP/2 or HTTP/1.1 by
-//! ALPN, a handshake deadline, per-connection tasks so one bad client never stops the loop, and
-//! a graceful drain on shutdown.
+//! ALPN, a handshake deadline, per-connection tasks so one bad client never stops the loop, the
+//! verified client certificate chain (if any) on every request as [`PeerCertificates`], and a
+//! graceful drain on shutdown.
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::TlsConfig;
+use super::{PeerCertificates, TlsConfig};
 
 /// A client that has not finished the TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,7 +73,20 @@ pub async fn serve(
                     }
                 }
             };
-            let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
+            // The chain the handshake verified, for the API's authentication per request.
+            let peer_certs = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|chain| PeerCertificates(Arc::new(chain.to_vec())));
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(certs) = &peer_certs {
+                        req.extensions_mut().insert(certs.clone());
+                    }
+                    router.clone().oneshot(req)
+                },
+            );
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls_stream), service)
                 .into_owned();

@@ -1,0 +1,299 @@
+//! Who is calling the metrics API, as a Kubernetes aggregated API server decides it (no
+//! authorization: see the README). Two authenticators, tried in order:
+//!
+//! 1. **Request header** (`--requestheader-client-ca`, `--requestheader-allowed-names`): a
+//!    certificate from the front-proxy CA whose CN is allowed (any, when the list is empty)
+//!    proves the caller is kube-apiserver's aggregation layer; the user it vouches for is then
+//!    `X-Remote-User`, the groups `X-Remote-Group` (one header per group).
+//! 2. **x509** (`--client-ca`): an ordinary client certificate; user = CN, groups = O.
+//!
+//! Everything but `/healthz`, `/livez`, `/readyz` needs one of them, else 401 with a `Status`.
+//! `X-Remote-*` headers are stripped from every request before handlers see it, so a header
+//! from anyone but the front proxy can never be mistaken for an identity.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rustls::RootCertStore;
+use rustls::server::danger::ClientCertVerifier;
+use rustls_pki_types::CertificateDer;
+
+use crate::tls::client_auth::{self, Presence};
+use crate::tls::{PeerCertificates, TlsError};
+
+use super::ApiState;
+
+/// Paths anyone may call (kubelet probes carry no certificate), as in kube's delegated authz.
+const OPEN_PATHS: [&str; 3] = ["/healthz", "/livez", "/readyz"];
+/// The header prefix kube-apiserver's front proxy uses for identities.
+const REMOTE_PREFIX: &str = "x-remote-";
+/// Added to every authenticated caller, as kube-apiserver does.
+const AUTHENTICATED_GROUP: &str = "system:authenticated";
+
+/// The command-line settings (paths are read once at start-up).
+#[derive(Debug, Clone, Default)]
+pub struct AuthSettings {
+    /// `--requestheader-client-ca`: the front-proxy CA bundle.
+    pub requestheader_client_ca: Option<PathBuf>,
+    /// `--requestheader-allowed-names`: front-proxy CNs accepted (empty: any from that CA).
+    pub requestheader_allowed_names: Vec<String>,
+    /// `--client-ca`: CA bundle for ordinary x509 client certificates.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    /// The settings the command line asks for.
+    pub fn from_args(args: &crate::cli::Args) -> Self {
+        Self {
+            requestheader_client_ca: args.requestheader_client_ca.clone(),
+            requestheader_allowed_names: args
+                .requestheader_allowed_names
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            client_ca: args.client_ca.clone(),
+        }
+    }
+}
+
+/// An authenticated caller, attached to the request for handlers and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The Kubernetes user name.
+    pub user: String,
+    /// Its groups (always including `system:authenticated`).
+    pub groups: Vec<String>,
+}
+
+struct FrontProxy {
+    verifier: Arc<dyn ClientCertVerifier>,
+    allowed_names: Vec<String>,
+}
+
+/// The configured authenticators, and the handshake verifier that accepts what either trusts.
+pub struct Authenticator {
+    front_proxy: Option<FrontProxy>,
+    client_ca: Option<Arc<dyn ClientCertVerifier>>,
+    handshake: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("front_proxy", &self.front_proxy.is_some())
+            .field("client_ca", &self.client_ca.is_some())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Loads the CA bundles; `None` when neither CA is configured (the API is then open).
+    pub fn new(settings: &AuthSettings) -> Result<Option<Self>, TlsError> {
+        let load =
+            |path: &Option<PathBuf>| path.as_deref().map(client_auth::load_roots).transpose();
+        let front_proxy_roots = load(&settings.requestheader_client_ca)?;
+        let client_roots = load(&settings.client_ca)?;
+        let mut union = RootCertStore::empty();
+        for roots in [&front_proxy_roots, &client_roots].into_iter().flatten() {
+            union.roots.extend(roots.roots.iter().cloned());
+        }
+        if union.is_empty() {
+            return Ok(None);
+        }
+        let front_proxy = front_proxy_roots
+            .map(|roots| -> Result<_, TlsError> {
+                Ok(FrontProxy {
+                    verifier: client_auth::verifier(roots, Presence::Required)?,
+                    allowed_names: settings.requestheader_allowed_names.clone(),
+                })
+            })
+            .transpose()?;
+        let client_ca = client_roots
+            .map(|roots| client_auth::verifier(roots, Presence::Required))
+            .transpose()?;
+        Ok(Some(Self {
+            front_proxy,
+            client_ca,
+            handshake: client_auth::verifier(union, Presence::Optional)?,
+        }))
+    }
+
+    /// For the TLS server: requests a client certificate from either CA but lets clients
+    /// without one connect (they may only reach the health routes).
+    pub fn handshake_verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.handshake.clone()
+    }
+
+    /// Decides who sent a request that arrived with `chain` (verified at the handshake) and
+    /// `headers`; the error says why nobody is trusted.
+    pub fn authenticate(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+        headers: &HeaderMap,
+    ) -> Result<Caller, String> {
+        let chain = chain
+            .filter(|c| !c.is_empty())
+            .ok_or("no client certificate")?;
+        let subject = chain
+            .first()
+            .and_then(client_auth::subject)
+            .unwrap_or_default();
+        let cn = subject.common_name.clone().unwrap_or_default();
+        let mut refusal = format!("client certificate (CN {cn:?}) is not from a trusted CA");
+        if let Some(proxy) = &self.front_proxy
+            && client_auth::verifies(proxy.verifier.as_ref(), chain)
+        {
+            if proxy.allowed_names.is_empty() || proxy.allowed_names.contains(&cn) {
+                return front_proxy_caller(headers);
+            }
+            // As kube: the headers are not trusted, but the x509 authenticator may still apply.
+            refusal = format!(
+                "front-proxy certificate CN {cn:?} is not in --requestheader-allowed-names"
+            );
+        }
+        if let Some(ca) = &self.client_ca
+            && client_auth::verifies(ca.as_ref(), chain)
+        {
+            if cn.is_empty() {
+                return Err("client certificate has no CN (the user name)".into());
+            }
+            let mut groups = subject.organizations;
+            groups.push(AUTHENTICATED_GROUP.into());
+            return Ok(Caller { user: cn, groups });
+        }
+        Err(refusal)
+    }
+}
+
+fn front_proxy_caller(headers: &HeaderMap) -> Result<Caller, String> {
+    let user = headers
+        .get("x-remote-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or("front-proxy request without a valid X-Remote-User")?;
+    let mut groups: Vec<String> = headers
+        .get_all("x-remote-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    groups.push(AUTHENTICATED_GROUP.into());
+    Ok(Caller {
+        user: user.to_owned(),
+        groups,
+    })
+}
+
+fn strip_remote_headers(headers: &mut HeaderMap) {
+    let remote: Vec<_> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(REMOTE_PREFIX))
+        .cloned()
+        .collect();
+    for name in remote {
+        headers.remove(name);
+    }
+}
+
+/// The middleware: authenticates every request but the health routes (when configured), and
+/// strips `X-Remote-*` headers always.
+pub(super) async fn require(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let auth = match &state.auth {
+        Some(auth) if !OPEN_PATHS.contains(&request.uri().path()) => auth.clone(),
+        _ => {
+            strip_remote_headers(request.headers_mut());
+            return next.run(request).await;
+        }
+    };
+    let chain = request.extensions().get::<PeerCertificates>().cloned();
+    let decided = auth.authenticate(chain.as_ref().map(|c| c.0.as_slice()), request.headers());
+    strip_remote_headers(request.headers_mut());
+    match decided {
+        Ok(caller) => {
+            tracing::debug!(
+                user = %caller.user,
+                groups = ?caller.groups,
+                method = %request.method(),
+                path = %request.uri().path(),
+                "authenticated request"
+            );
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(reason) => {
+            tracing::debug!(path = %request.uri().path(), %reason, "unauthenticated request refused");
+            super::labelled("unauthorized", unauthorized(&reason))
+        }
+    }
+}
+
+/// 401 as a Kubernetes `Status` (reason `Unauthorized`).
+fn unauthorized(reason: &str) -> Response {
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("Unauthorized: {reason}"),
+        "reason": "Unauthorized",
+        "code": 401,
+    });
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_proxy_headers_give_user_and_groups() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-remote-user",
+            HeaderValue::from_static("system:serviceaccount:kube-system:hpa"),
+        );
+        h.append(
+            "x-remote-group",
+            HeaderValue::from_static("system:serviceaccounts"),
+        );
+        h.append("x-remote-group", HeaderValue::from_static("ops"));
+        let caller = front_proxy_caller(&h).unwrap();
+        assert_eq!(caller.user, "system:serviceaccount:kube-system:hpa");
+        assert_eq!(
+            caller.groups,
+            ["system:serviceaccounts", "ops", AUTHENTICATED_GROUP]
+        );
+        h.remove("x-remote-user");
+        assert!(front_proxy_caller(&h).is_err());
+        h.insert("x-remote-user", HeaderValue::from_static("  "));
+        assert!(front_proxy_caller(&h).is_err());
+    }
+
+    #[test]
+    fn remote_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert("x-remote-user", HeaderValue::from_static("admin"));
+        h.insert("x-remote-extra-scopes", HeaderValue::from_static("x"));
+        h.insert("accept", HeaderValue::from_static("application/json"));
+        strip_remote_headers(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}
