@@ -90,10 +90,12 @@ pub struct Args {
     #[arg(long, env = "DWELL_REQUESTHEADER_CLIENT_CA")]
     pub requestheader_client_ca: Option<PathBuf>,
 
-    /// Front-proxy certificate CNs accepted (comma-separated, e.g. front-proxy-client); empty:
-    /// any certificate signed by --requestheader-client-ca.
-    #[arg(long, env = "DWELL_REQUESTHEADER_ALLOWED_NAMES", value_delimiter = ',')]
-    pub requestheader_allowed_names: Vec<String>,
+    /// Front-proxy certificate CNs accepted: comma-separated (front-proxy-client) or the JSON
+    /// array kube-apiserver publishes (["front-proxy-client"]); empty: any certificate signed
+    /// by --requestheader-client-ca.
+    #[arg(long, env = "DWELL_REQUESTHEADER_ALLOWED_NAMES",
+          value_parser = crate::api::auth::AllowedNames::parse)]
+    pub requestheader_allowed_names: Option<crate::api::auth::AllowedNames>,
 
     /// PEM CA bundle for ordinary x509 client certificates on the metrics API (user = CN,
     /// groups = O), e.g. the `client-ca-file` key of extension-apiserver-authentication.

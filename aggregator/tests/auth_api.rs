@@ -35,7 +35,7 @@ async fn start_secured() -> Secured {
         "--requestheader-client-ca",
         &fp,
         "--requestheader-allowed-names",
-        "front-proxy-client,aggregator",
+        r#"["front-proxy-client", "aggregator"]"#,
         "--client-ca",
         &us,
     ];

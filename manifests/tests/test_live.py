@@ -2,7 +2,10 @@
 target/debug/dwell-aggregator with the rendered Deployment's environment, the certificate from
 gen-certs.sh and the ConfigMap's rules file; kubectl verifies TLS exactly as kube-apiserver does
 (caBundle, SNI <service>.<namespace>.svc); grpcurl pushes one report as a binder sidecar would;
-then every shipped HPA's request, built from the HPA object, must answer with that value."""
+then every shipped HPA's request, built from the HPA object, must answer with that value.
+The shipped env requires authenticated callers: the front-proxy CA and a client CA are test CAs
+made here with openssl, kubectl presents a certificate from the client CA (kubectl cannot send the
+front proxy's X-Remote-User), and a caller without one gets 401."""
 
 import json
 import os
@@ -54,6 +57,27 @@ def hpa_request(hpa, deployment):
     return path + ("?" + urllib.parse.urlencode(query) if query else "")
 
 
+def make_ca(directory, name):
+    """A throwaway CA (openssl): returns the paths of its certificate and key."""
+    crt, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
+    render.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-subj", "/CN=" + name, "-days", "1", "-keyout", key, "-out", crt])
+    return crt, key
+
+
+def make_client_cert(directory, ca, cn):
+    """A client certificate (clientAuth) for CN `cn` signed by `ca`: returns (cert, key) paths."""
+    crt, key, csr = (os.path.join(directory, cn + ext) for ext in (".crt", ".key", ".csr"))
+    ext = os.path.join(directory, cn + ".ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    render.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-subj", "/CN=" + cn, "-keyout", key, "-out", csr])
+    render.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+                "-days", "1", "-extfile", ext, "-out", crt])
+    return crt, key
+
+
 class LiveAggregatorTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -69,6 +93,9 @@ class LiveAggregatorTest(unittest.TestCase):
         rules = os.path.join(cls.tmp, os.path.basename(config))
         with open(rules, "w") as f:
             f.write(cm["data"][os.path.basename(config)])
+        front_proxy_ca = make_ca(cls.tmp, "front-proxy-ca")
+        client_ca = make_ca(cls.tmp, "client-ca")
+        probe_cert, probe_key = make_client_cert(cls.tmp, client_ca, "dwell-live-test")
         cls.metrics_port, cls.grpc_port = free_port(), free_port()
         # The manifest's environment, with the in-pod paths and addresses moved to this machine.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DWELL_")}
@@ -81,28 +108,36 @@ class LiveAggregatorTest(unittest.TestCase):
             DWELL_TLS_CERT=os.path.join(certs, "tls.crt"),
             DWELL_TLS_KEY=os.path.join(certs, "tls.key"),
             DWELL_CONFIG=rules,
+            DWELL_REQUESTHEADER_CLIENT_CA=front_proxy_ca[0],
+            DWELL_CLIENT_CA=client_ca[0],
         )
         binary = os.path.join(render.BIN_DIR, "dwell-aggregator")
         cls.log = open(os.path.join(cls.tmp, "aggregator.log"), "w+")
         cls.proc = subprocess.Popen([binary], env=env, stdout=cls.log, stderr=subprocess.STDOUT)
         service = "%s.%s.svc" % (render.SERVICE, render.NAMESPACE)
+        users = {
+            "kubeconfig": {"client-certificate": probe_cert, "client-key": probe_key},
+            "kubeconfig-anonymous": {"token": "unused"},
+        }
+        for name, user in users.items():
+            with open(os.path.join(cls.tmp, name), "w") as f:
+                json.dump(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Config",
+                        "clusters": [{"name": "dwell", "cluster": {
+                            "server": "https://127.0.0.1:%d" % cls.metrics_port,
+                            "certificate-authority": os.path.join(certs, "ca.crt"),
+                            "tls-server-name": service,
+                        }}],
+                        "users": [{"name": "probe", "user": user}],
+                        "contexts": [{"name": "dwell", "context": {"cluster": "dwell", "user": "probe"}}],
+                        "current-context": "dwell",
+                    },
+                    f,
+                )
         cls.kubeconfig = os.path.join(cls.tmp, "kubeconfig")
-        with open(cls.kubeconfig, "w") as f:
-            json.dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "dwell", "cluster": {
-                        "server": "https://127.0.0.1:%d" % cls.metrics_port,
-                        "certificate-authority": os.path.join(certs, "ca.crt"),
-                        "tls-server-name": service,
-                    }}],
-                    "users": [{"name": "probe", "user": {"token": "unused"}}],
-                    "contexts": [{"name": "dwell", "context": {"cluster": "dwell", "user": "probe"}}],
-                    "current-context": "dwell",
-                },
-                f,
-            )
+        cls.anonymous_kubeconfig = os.path.join(cls.tmp, "kubeconfig-anonymous")
         cls.wait_until(lambda: cls.raw("/readyz")[0] == 0, "the aggregator to become ready")
 
     @classmethod
@@ -137,6 +172,17 @@ class LiveAggregatorTest(unittest.TestCase):
             time.sleep(0.2)
         cls.log.seek(0)
         raise AssertionError("timed out waiting for %s; log:\n%s" % (what, cls.log.read()[-4000:]))
+
+    def test_callers_without_a_certificate_are_refused_but_probes_pass(self):
+        def raw(path):
+            return subprocess.run(["kubectl", "--kubeconfig", self.anonymous_kubeconfig, "get", "--raw", path],
+                                  capture_output=True, text=True)
+        proc = raw("/apis/custom.metrics.k8s.io/v1beta2")
+        self.assertNotEqual(proc.returncode, 0, proc.stdout)
+        self.assertIn("Unauthorized", proc.stderr)
+        for path in ("/healthz", "/livez", "/readyz"):
+            proc = raw(path)
+            self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "ok"), proc.stderr)
 
     def test_discovery_lists_every_hpa_metric(self):
         rc, out, err = self.raw("/apis/custom.metrics.k8s.io/v1beta2")

@@ -51,12 +51,36 @@ impl AuthSettings {
             requestheader_client_ca: args.requestheader_client_ca.clone(),
             requestheader_allowed_names: args
                 .requestheader_allowed_names
-                .iter()
+                .clone()
+                .map(|names| names.0)
+                .unwrap_or_default(),
+            client_ca: args.client_ca.clone(),
+        }
+    }
+}
+
+/// `--requestheader-allowed-names`: the front-proxy CNs accepted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedNames(pub Vec<String>);
+
+impl AllowedNames {
+    /// Parses `a,b` or the JSON array form of extension-apiserver-authentication's
+    /// `requestheader-allowed-names` (`["a","b"]`, `[]`); blanks are dropped.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let names: Vec<String> = if text.starts_with('[') {
+            serde_json::from_str(text)
+                .map_err(|e| format!("not a JSON array of strings ({e}): {text}"))?
+        } else {
+            text.split(',').map(str::to_owned).collect()
+        };
+        Ok(Self(
+            names
+                .into_iter()
                 .map(|n| n.trim().to_owned())
                 .filter(|n| !n.is_empty())
                 .collect(),
-            client_ca: args.client_ca.clone(),
-        }
+        ))
     }
 }
 
@@ -285,6 +309,21 @@ mod tests {
         assert!(front_proxy_caller(&h).is_err());
         h.insert("x-remote-user", HeaderValue::from_static("  "));
         assert!(front_proxy_caller(&h).is_err());
+    }
+
+    #[test]
+    fn allowed_names_parse_as_a_list_or_json() {
+        let names = |t: &str| AllowedNames::parse(t).map(|n| n.0);
+        assert_eq!(
+            names("front-proxy-client"),
+            Ok(vec!["front-proxy-client".into()])
+        );
+        assert_eq!(names(" a, b ,,"), Ok(vec!["a".into(), "b".into()]));
+        assert_eq!(names(r#"["a", "b"]"#), Ok(vec!["a".into(), "b".into()]));
+        assert_eq!(names("[]"), Ok(vec![]));
+        assert_eq!(names(""), Ok(vec![]));
+        assert!(names("[a").is_err());
+        assert!(names("[1]").is_err());
     }
 
     #[test]
