@@ -10,7 +10,7 @@ mod dedup;
 mod packed;
 mod types;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
@@ -53,6 +53,9 @@ struct SourceState {
 #[derive(Debug)]
 pub struct WindowStore {
     sources: DashMap<SourceKey, SourceState>,
+    /// Source keys by namespace, so a read walks only its namespace's sources. Lock order: a
+    /// holder of an index shard may take a source shard, never the other way round.
+    by_namespace: DashMap<String, HashSet<SourceKey>>,
     slot_width_ms: AtomicI64,
     span_ms: AtomicI64,
 }
@@ -68,6 +71,7 @@ impl WindowStore {
     pub fn new(longest_window_ms: i64) -> Self {
         let store = Self {
             sources: DashMap::new(),
+            by_namespace: DashMap::new(),
             slot_width_ms: AtomicI64::new(1000),
             span_ms: AtomicI64::new(1000),
         };
@@ -93,18 +97,42 @@ impl WindowStore {
     pub fn ingest(&self, obs: Observation, now_ms: i64) -> Taken {
         let width = self.slot_width_ms();
         let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
-        let mut entry = self.sources.entry(obs.key).or_insert_with(|| SourceState {
-            labels: BTreeMap::new(),
-            peer: String::new(),
-            first_seen_ms: now_ms,
-            last_report_ms: now_ms,
-            reports: 0,
-            samples: 0,
-            slots: VecDeque::new(),
-            last_sample: None,
-            queue_state: None,
-            counters: SidecarCounters::default(),
-            seen: SeenReports::default(),
+        let key = obs.key.clone();
+        let mut created = false;
+        let taken = self.ingest_into(obs, now_ms, width, oldest, &mut created);
+        if created {
+            // After the source's shard lock is released (see the lock order on `by_namespace`).
+            self.by_namespace
+                .entry(key.namespace.clone())
+                .or_default()
+                .insert(key);
+        }
+        taken
+    }
+
+    fn ingest_into(
+        &self,
+        obs: Observation,
+        now_ms: i64,
+        width: i64,
+        oldest: i64,
+        created: &mut bool,
+    ) -> Taken {
+        let mut entry = self.sources.entry(obs.key).or_insert_with(|| {
+            *created = true;
+            SourceState {
+                labels: BTreeMap::new(),
+                peer: String::new(),
+                first_seen_ms: now_ms,
+                last_report_ms: now_ms,
+                reports: 0,
+                samples: 0,
+                slots: VecDeque::new(),
+                last_sample: None,
+                queue_state: None,
+                counters: SidecarCounters::default(),
+                seen: SeenReports::default(),
+            }
         });
         let state = entry.value_mut();
         if !state.seen.first_time(obs.instance, obs.seq) {
@@ -167,7 +195,21 @@ impl WindowStore {
 
     /// Forgets a source at once (the sidecar said goodbye). Returns whether it was held.
     pub fn remove(&self, key: &SourceKey) -> bool {
-        self.sources.remove(key).is_some()
+        let held = self.sources.remove(key).is_some();
+        self.unindex(key);
+        held
+    }
+
+    /// Drops `key` from the namespace index unless the source is (again) held. Runs under the
+    /// index shard's lock, so an ingest re-creating the source cannot slip between check and removal.
+    fn unindex(&self, key: &SourceKey) {
+        if let Some(mut keys) = self.by_namespace.get_mut(&key.namespace)
+            && !self.sources.contains_key(key)
+        {
+            keys.remove(key);
+        }
+        self.by_namespace
+            .remove_if(&key.namespace, |_, keys| keys.is_empty());
     }
 
     /// Number of sources held (live or stale).
@@ -184,10 +226,12 @@ impl WindowStore {
     pub fn sweep(&self, now_ms: i64, stale_after_ms: i64, evict_after_ms: i64) -> SweepCounts {
         let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
         let mut counts = SweepCounts::default();
-        self.sources.retain(|_, state| {
+        let mut evicted = Vec::new();
+        self.sources.retain(|key, state| {
             let silent = now_ms - state.last_report_ms;
             if silent > stale_after_ms.saturating_add(evict_after_ms) {
                 counts.evicted += 1;
+                evicted.push(key.clone());
                 return false;
             }
             if silent > stale_after_ms {
@@ -198,6 +242,9 @@ impl WindowStore {
             prune(&mut state.slots, oldest);
             true
         });
+        for key in &evicted {
+            self.unindex(key);
+        }
         counts
     }
 
@@ -218,32 +265,50 @@ impl WindowStore {
 
     /// The selected sources with their ages over the last `window_ms` before `now_ms`. A slot
     /// counts when any part of it lies in the window.
+    /// `namespace` narrows the walk to one namespace's sources (None: every source).
     pub fn window(
         &self,
         window_ms: i64,
         now_ms: i64,
+        namespace: Option<&str>,
         mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
     ) -> Vec<SourceWindow> {
         let from = now_ms - window_ms;
         // One dense scratch array for the whole read: merging a slot is array adds, not a new
         // sparse vector per merge (BENCHMARKS.md note A).
         let mut acc = DenseAccumulator::new();
-        let mut out: Vec<SourceWindow> = self
-            .sources
-            .iter()
-            .filter(|e| keep(e.key(), &e.value().labels))
-            .map(|e| {
-                for slot in &e.value().slots {
-                    if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
-                        slot.summary.add_to(&mut acc);
-                    }
+        let mut one = |key: &SourceKey, state: &SourceState| {
+            if !keep(key, &state.labels) {
+                return None;
+            }
+            for slot in &state.slots {
+                if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
+                    slot.summary.add_to(&mut acc);
                 }
-                SourceWindow {
-                    source: snapshot(e.key(), e.value()),
-                    ages: acc.finish(),
-                }
+            }
+            Some(SourceWindow {
+                source: snapshot(key, state),
+                ages: acc.finish(),
             })
-            .collect();
+        };
+        let mut out: Vec<SourceWindow> = match namespace {
+            Some(ns) => {
+                // Copy the keys first: no source lock is taken while an index lock is held here.
+                let keys: Vec<SourceKey> = self
+                    .by_namespace
+                    .get(ns)
+                    .map(|keys| keys.iter().cloned().collect())
+                    .unwrap_or_default();
+                keys.iter()
+                    .filter_map(|k| self.sources.get(k).and_then(|e| one(e.key(), e.value())))
+                    .collect()
+            }
+            None => self
+                .sources
+                .iter()
+                .filter_map(|e| one(e.key(), e.value()))
+                .collect(),
+        };
         out.sort_by(|a, b| a.source.key.cmp(&b.source.key));
         out
     }

@@ -108,7 +108,8 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
         return ev;
     };
     ev.step(format!("{rule}"), f64::NAN);
-    let windows = store.window(rule.window_ms, now_ms, |key, labels| {
+    let scope = rule.sources.namespace_scope(&req.namespace);
+    let windows = store.window(rule.window_ms, now_ms, scope, |key, labels| {
         rule.sources.admits(&req.namespace, key, labels)
             && req
                 .metric_selector

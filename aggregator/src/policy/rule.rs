@@ -98,6 +98,15 @@ pub struct SourceFilter {
 }
 
 impl SourceFilter {
+    /// The one namespace whose sources can feed a request in `request_ns` (None: any namespace).
+    pub fn namespace_scope<'a>(&'a self, request_ns: &'a str) -> Option<&'a str> {
+        match self.namespace.as_deref() {
+            Some("*") => None,
+            Some(ns) => Some(ns),
+            None => Some(request_ns),
+        }
+    }
+
     /// Whether a source feeds the rule for a request in `request_ns`.
     pub fn admits(
         &self,

@@ -39,15 +39,15 @@ fn window_holds_recent_ages_only() {
     assert_eq!(taken, Taken::Accepted(2));
     let taken = store.ingest(obs("a", 2, vec![(5_000, T0 + 20_000, false)]), T0 + 20_000);
     assert_eq!(taken, Taken::Accepted(1));
-    let w = store.window(30_000, T0 + 20_000, |_, _| true);
+    let w = store.window(30_000, T0 + 20_000, None, |_, _| true);
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].ages.count(), 3);
     assert_eq!(w[0].ages.max_ms(), Some(5_000));
     // 40 s later the first slot has left the 30 s window, the second has not.
-    let w = store.window(30_000, T0 + 40_000, |_, _| true);
+    let w = store.window(30_000, T0 + 40_000, None, |_, _| true);
     assert_eq!(w[0].ages.count(), 1);
     // A shorter window sees less.
-    let w = store.window(10_000, T0 + 40_000, |_, _| true);
+    let w = store.window(10_000, T0 + 40_000, None, |_, _| true);
     assert_eq!(w[0].ages.count(), 0);
     assert_eq!(w[0].source.last_sample, Some((5_000, T0 + 20_000)));
 }
@@ -63,7 +63,7 @@ fn resends_are_ignored() {
         store.ingest(obs("a", 1, vec![(100, T0, false)]), T0),
         Taken::Duplicate
     );
-    let w = store.window(30_000, T0, |_, _| true);
+    let w = store.window(30_000, T0, None, |_, _| true);
     assert_eq!(w[0].ages.count(), 1);
     assert_eq!(w[0].source.reports, 1);
 }
@@ -113,6 +113,36 @@ fn summaries_land_in_their_slot() {
     let mut o = obs("a", 1, vec![]);
     o.ages = Ages::Summary { summary, at_ms: T0 };
     assert_eq!(store.ingest(o, T0), Taken::Accepted(3));
-    let w = store.window(5_000, T0 + 1_000, |_, _| true);
+    let w = store.window(5_000, T0 + 1_000, None, |_, _| true);
     assert_eq!(w[0].ages.count(), 3);
+}
+
+#[test]
+fn reads_scoped_to_a_namespace_see_only_its_sources() {
+    let store = WindowStore::new(30_000);
+    let mut other = obs("x", 1, vec![(500, T0, false)]);
+    other.key.namespace = "other".into();
+    store.ingest(other, T0);
+    store.ingest(obs("a", 1, vec![(700, T0, false)]), T0);
+    let pods = |ns: Option<&str>| -> Vec<String> {
+        store
+            .window(30_000, T0, ns, |_, _| true)
+            .into_iter()
+            .map(|w| w.source.key.pod)
+            .collect()
+    };
+    assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
+    assert_eq!(pods(Some("other")), vec!["x".to_string()]);
+    assert!(pods(Some("absent")).is_empty());
+    assert_eq!(pods(None).len(), 2);
+    // Gone and back: the index follows removal, eviction and re-creation.
+    assert!(store.remove(&key("a")));
+    assert!(pods(Some("ns")).is_empty());
+    store.ingest(obs("a", 2, vec![(700, T0, false)]), T0);
+    assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
+    store.sweep(T0 + 200_000, 30_000, 60_000);
+    assert!(pods(Some("ns")).is_empty());
+    assert!(store.by_namespace.is_empty(), "empty namespaces are dropped");
+    store.ingest(obs("a", 3, vec![]), T0 + 200_000);
+    assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
 }
