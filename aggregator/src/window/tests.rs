@@ -142,7 +142,10 @@ fn reads_scoped_to_a_namespace_see_only_its_sources() {
     assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
     store.sweep(T0 + 200_000, 30_000, 60_000);
     assert!(pods(Some("ns")).is_empty());
-    assert!(store.by_namespace.is_empty(), "empty namespaces are dropped");
+    assert!(
+        store.by_namespace.is_empty(),
+        "empty namespaces are dropped"
+    );
     store.ingest(obs("a", 3, vec![]), T0 + 200_000);
     assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
 }
