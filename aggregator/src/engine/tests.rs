@@ -300,3 +300,29 @@ mod properties {
         }
     }
 }
+
+/// The expected-wait recipe (aggregator/README.md): the formula sees each statistic combined
+/// across sources (`rate` with `max`: the busiest source), and the largest `messages_ready` and
+/// `consumers` any source reports, not their sums.
+#[test]
+fn expected_wait_recipe_uses_the_busiest_rate_and_the_largest_backlog() {
+    let f = fixture(Some(
+        "rules:\n  - name: wait_estimate_ms\n    statistic: rate\n    combine: max\n    \
+         formula: \"1000.0 * messages_ready / (max(rate, 0.1) * max(consumers, 1.0))\"\n",
+    ));
+    // 30 deliveries in 30 s on pod a (1/s), 15 on pod b; both see the same queue, a a bit later.
+    f.push("ns", "a", "q", &[0.5; 30], Some(60));
+    f.push("ns", "b", "q", &[0.5; 15], Some(40));
+    assert_eq!(
+        f.value("wait_estimate_ms"),
+        30_000.0,
+        "60 ready / (1 msg/s × 2 consumers) = 30 s"
+    );
+    // No delivery in the window while messages wait: the floor of 0.1/s makes it 10 s a message.
+    f.clock.advance(40_000);
+    f.push("ns", "a", "q", &[], Some(3));
+    assert_eq!(f.value("wait_estimate_ms"), 15_000.0, "3 / (0.1 × 2) s");
+    // An empty queue: 0, clamped to the floor of 1.
+    f.push("ns", "a", "q", &[], Some(0));
+    assert_eq!(f.value("wait_estimate_ms"), 1.0);
+}
