@@ -48,13 +48,39 @@ pub struct Aggregator {
     /// `kubectl` configured for this aggregator.
     pub kubectl: Kubectl,
     dir: tempfile::TempDir,
+    /// Holds the `--config` file of [`Aggregator::start_with_rules`] (watched while running).
+    rules_dir: Option<tempfile::TempDir>,
 }
+
+/// The closed-loop tests' rule: `wait_ms` = the longest wait among deliveries of the last 3 s,
+/// in milliseconds. A whole rules file; more rules can be appended as list items.
+pub const WAIT_MS_RULES: &str = r#"
+stale_after: 10s
+rules:
+  - name: wait_ms
+    window: 3s
+    statistic: max
+    combine: max
+    unit: milliseconds
+    stall_after: 5s
+"#;
 
 impl Aggregator {
     /// Starts the binary with a self-signed certificate and `extra_args`, waiting (30 s) for
     /// both listening lines.
     pub async fn start(extra_args: &[&str]) -> Result<Self, String> {
         Self::start_with(Tls::SelfSigned, extra_args).await
+    }
+
+    /// Starts the binary (self-signed) with `--config` pointing at a file holding `rules`, kept
+    /// in the aggregator's scratch directory.
+    pub async fn start_with_rules(rules: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, rules).map_err(|e| format!("write {}: {e}", path.display()))?;
+        let mut agg = Self::start(&["--config", &path.display().to_string()]).await?;
+        agg.rules_dir = Some(dir);
+        Ok(agg)
     }
 
     /// Starts the binary with the given TLS source and `extra_args` (e.g. `--config FILE`).
@@ -118,6 +144,7 @@ impl Aggregator {
             ca_pem,
             kubectl,
             dir,
+            rules_dir: None,
         })
     }
 

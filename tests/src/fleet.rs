@@ -25,6 +25,29 @@ pub struct FleetConfig {
     pub sidecar: Option<SidecarConfig>,
 }
 
+impl FleetConfig {
+    /// Pods named `name-N` consuming `queue` at `amqp_url`, `processing` per message, each with
+    /// `sidecar` (see [`SidecarConfig::binder`]) or none.
+    pub fn new(
+        name: &str,
+        amqp_url: &str,
+        queue: &str,
+        processing: Duration,
+        sidecar: Option<SidecarConfig>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            worker: WorkerConfig {
+                amqp_url: amqp_url.into(),
+                queue: queue.into(),
+                processing,
+                report_udp: None,
+            },
+            sidecar,
+        }
+    }
+}
+
 struct RunningPod {
     name: String,
     cancel: CancellationToken,

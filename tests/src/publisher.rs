@@ -147,3 +147,36 @@ pub async fn play(
     publisher.close().await;
     published.load(Ordering::Relaxed)
 }
+
+/// A trace played in the background by [`play`], stopped with [`Playing::stop`].
+pub struct Playing {
+    /// Confirmed messages so far.
+    pub published: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Playing {
+    /// Starts playing `trace` into `queue` from `start` on a task of its own.
+    pub fn start(url: &str, queue: &str, trace: &Trace, start: Instant) -> Self {
+        let published = Arc::new(AtomicU64::new(0));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn({
+            let (trace, published, cancel) = (trace.clone(), published.clone(), cancel.clone());
+            let publisher = Publisher::new(url, queue);
+            async move { play(publisher, &trace, start, published, cancel).await }
+        });
+        Self {
+            published,
+            cancel,
+            task,
+        }
+    }
+
+    /// Stops publishing (whatever is not yet published stays unpublished) and returns how many
+    /// messages were confirmed.
+    pub async fn stop(self) -> Result<u64, String> {
+        self.cancel.cancel();
+        self.task.await.map_err(|e| format!("publisher task: {e}"))
+    }
+}

@@ -26,6 +26,22 @@ pub struct SidecarConfig {
     pub interval: Duration,
 }
 
+impl SidecarConfig {
+    /// The sidecar of the tests' consumer pods: namespace `jobs`, label `app=binder`, reports every
+    /// 250 ms, the stats source on the broker at `amqp_url` (`pod` is filled in per pod).
+    pub fn binder(aggregator: SocketAddr, queue: &str, amqp_url: &str) -> Self {
+        Self {
+            aggregator,
+            queue: queue.into(),
+            namespace: "jobs".into(),
+            pod: String::new(),
+            labels: vec!["app=binder".into()],
+            amqp_url: Some(amqp_url.into()),
+            interval: Duration::from_millis(250),
+        }
+    }
+}
+
 /// A running sidecar.
 pub struct Sidecar {
     /// The process.

@@ -4,33 +4,17 @@
 //! come back under target after the burst, the replicas must come back down, and every message
 //! must be consumed.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use dwell_e2e::aggregator::Aggregator;
+use dwell_e2e::aggregator::{Aggregator, WAIT_MS_RULES};
 use dwell_e2e::broker;
 use dwell_e2e::closed_loop::{ApiReader, ClosedLoop, render};
 use dwell_e2e::fleet::{Fleet, FleetConfig};
 use dwell_e2e::hpa::behavior::ClockScale;
-use dwell_e2e::hpa::{Controller, HpaSpec, MetricSource, MetricSpec, Target};
-use dwell_e2e::publisher::{Publisher, play};
+use dwell_e2e::hpa::{Controller, HpaSpec, MetricSpec, Target};
+use dwell_e2e::publisher::Playing;
 use dwell_e2e::sidecar::SidecarConfig;
 use dwell_e2e::trace::Trace;
-use dwell_e2e::worker::WorkerConfig;
-use tokio_util::sync::CancellationToken;
-
-/// The metric: the longest wait among deliveries of the last 3 s, in milliseconds.
-const RULES: &str = r#"
-stale_after: 10s
-rules:
-  - name: wait_ms
-    window: 3s
-    statistic: max
-    combine: max
-    unit: milliseconds
-    stall_after: 5s
-"#;
 
 /// Wait target: 2 s.
 const TARGET_MS: u64 = 2_000;
@@ -44,45 +28,28 @@ async fn hpa_on_dwell_time_absorbs_a_burst_and_scales_back_down() {
     let Some(url) = broker::require("autoscale").await else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).expect("write rules");
-    let agg = Aggregator::start(&["--config", &rules.display().to_string()])
+    // The metric: the longest wait among deliveries of the last 3 s, in milliseconds.
+    let agg = Aggregator::start_with_rules(WAIT_MS_RULES)
         .await
         .expect("aggregator starts");
     let queue = broker::unique_queue("autoscale");
 
-    let mut fleet = Fleet::new(FleetConfig {
-        name: "binder".into(),
-        worker: WorkerConfig {
-            amqp_url: url.clone(),
-            queue: queue.clone(),
-            processing: PROCESSING,
-            report_udp: None,
-        },
-        sidecar: Some(SidecarConfig {
-            aggregator: agg.grpc_addr,
-            queue: queue.clone(),
-            namespace: "jobs".into(),
-            pod: String::new(),
-            labels: vec!["app=binder".into()],
-            amqp_url: Some(url.clone()),
-            interval: Duration::from_millis(250),
-        }),
-    });
+    let mut fleet = Fleet::new(FleetConfig::new(
+        "binder",
+        &url,
+        &queue,
+        PROCESSING,
+        Some(SidecarConfig::binder(agg.grpc_addr, &queue, &url)),
+    ));
     fleet.scale_to(1).await.expect("first pod starts");
 
     let clock = ClockScale { speedup: 15.0 };
     let mut spec = HpaSpec::new("jobs", "app=binder", (1, 8), clock);
-    spec.metrics = vec![MetricSpec {
-        metric: "wait_ms".into(),
-        selector: None,
-        source: MetricSource::Object {
-            resource: "deployments.apps".into(),
-            name: "binder".into(),
-        },
-        target: Target::Value(TARGET_MS as i64 * 1000),
-    }];
+    spec.metrics = vec![MetricSpec::deployment(
+        "wait_ms",
+        "binder",
+        Target::Value(TARGET_MS as i64 * 1000),
+    )];
     let sync = clock.secs(15.0);
     let mut lp = ClosedLoop::new(
         Controller::new(spec),
@@ -94,14 +61,7 @@ async fn hpa_on_dwell_time_absorbs_a_burst_and_scales_back_down() {
     // 8 s at half a worker's capacity, 10 s at four workers' worth, 22 s at 0.3 of one.
     let trace = Trace::bursty(CAPACITY, 42);
     let burst_end = Duration::from_secs(18);
-    let published = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let publisher = tokio::spawn({
-        let (trace, published, stop) = (trace.clone(), published.clone(), stop.clone());
-        let p = Publisher::new(&url, &queue);
-        let start = lp.start();
-        async move { play(p, &trace, start, published, stop).await }
-    });
+    let publisher = Playing::start(&url, &queue, &trace, lp.start());
 
     let total = trace.arrivals.len() as u64;
     let finished = lp
@@ -112,8 +72,7 @@ async fn hpa_on_dwell_time_absorbs_a_burst_and_scales_back_down() {
         })
         .await
         .expect("loop runs");
-    stop.cancel();
-    let sent = publisher.await.expect("publisher task");
+    let sent = publisher.stop().await.expect("publisher task");
     let table = render(&lp.samples);
     eprintln!("{table}");
 

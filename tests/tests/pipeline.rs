@@ -14,7 +14,6 @@ use dwell_e2e::hpa::{Controller, HpaSpec, MetricSource, MetricSpec, ScaleState, 
 use dwell_e2e::poll;
 use dwell_e2e::publisher::{Publisher, now_ms};
 use dwell_e2e::sidecar::SidecarConfig;
-use dwell_e2e::worker::WorkerConfig;
 use serde_json::Value;
 
 const RULES: &str = r#"
@@ -44,24 +43,15 @@ const AGES_A: [u64; 3] = [12_300, 22_300, 32_300];
 const AGES_B: [u64; 2] = [5_300, 7_300];
 
 fn fleet(name: &str, url: &str, queue: &str, agg: &Aggregator) -> Fleet {
-    Fleet::new(FleetConfig {
-        name: name.into(),
-        worker: WorkerConfig {
-            amqp_url: url.into(),
-            queue: queue.into(),
-            processing: Duration::from_millis(10),
-            report_udp: None,
-        },
-        sidecar: Some(SidecarConfig {
-            aggregator: agg.grpc_addr,
-            queue: queue.into(),
-            namespace: "jobs".into(),
-            pod: String::new(),
-            labels: vec!["app=binder".into()],
-            amqp_url: Some(url.into()),
-            interval: Duration::from_millis(250),
-        }),
-    })
+    let sidecar = SidecarConfig::binder(agg.grpc_addr, queue, url);
+    let processing = Duration::from_millis(10);
+    Fleet::new(FleetConfig::new(
+        name,
+        url,
+        queue,
+        processing,
+        Some(sidecar),
+    ))
 }
 
 async fn get(agg: &Aggregator, path: &str) -> Result<Value, String> {
@@ -94,10 +84,7 @@ async fn served_values_match_the_rules_applied_to_known_timestamps() {
     let Some(url) = broker::require("pipeline").await else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rules = dir.path().join("rules.yaml");
-    std::fs::write(&rules, RULES).expect("write rules");
-    let agg = Aggregator::start(&["--config", &rules.display().to_string()])
+    let agg = Aggregator::start_with_rules(RULES)
         .await
         .expect("aggregator starts");
     let (qa, qb) = (broker::unique_queue("a"), broker::unique_queue("b"));
@@ -248,15 +235,7 @@ async fn served_values_match_the_rules_applied_to_known_timestamps() {
             source: MetricSource::External,
             target: Target::AverageValue(10_000),
         },
-        MetricSpec {
-            metric: "wait_max".into(),
-            selector: None,
-            source: MetricSource::Object {
-                resource: "deployments.apps".into(),
-                name: "binder".into(),
-            },
-            target: Target::Value(10_000),
-        },
+        MetricSpec::deployment("wait_max", "binder", Target::Value(10_000)),
     ];
     let pods_now: Vec<_> = fa.hpa_pods().into_iter().chain(fb.hpa_pods()).collect();
     let scale = ScaleState {

@@ -7,8 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use dwell_e2e::broker;
@@ -16,14 +14,12 @@ use dwell_e2e::certs::TestCa;
 use dwell_e2e::closed_loop::{ApiReader, ClosedLoop, render};
 use dwell_e2e::fleet::{Fleet, FleetConfig};
 use dwell_e2e::hpa::behavior::ClockScale;
-use dwell_e2e::hpa::{Controller, HpaSpec, MetricSource, MetricSpec, Target};
+use dwell_e2e::hpa::{Controller, HpaSpec, MetricSpec, Target};
 use dwell_e2e::kube::Kubectl;
 use dwell_e2e::process::{Process, addr_after};
-use dwell_e2e::publisher::{Publisher, now_ms, play};
+use dwell_e2e::publisher::{Playing, now_ms};
 use dwell_e2e::sidecar::SidecarConfig;
 use dwell_e2e::trace::{Phase, Trace};
-use dwell_e2e::worker::WorkerConfig;
-use tokio_util::sync::CancellationToken;
 
 /// Longest wait of the last 5 s, in ms. No stall detection, so every value must be explained by
 /// real deliveries.
@@ -145,36 +141,21 @@ async fn loop_survives_aggregator_and_broker_restarts_without_wrong_values() {
         .expect("aggregator starts");
 
     let queue = broker::unique_queue("restart");
-    let mut fleet = Fleet::new(FleetConfig {
-        name: "binder".into(),
-        worker: WorkerConfig {
-            amqp_url: url.clone(),
-            queue: queue.clone(),
-            processing: Duration::from_millis(100),
-            report_udp: None,
-        },
-        sidecar: Some(SidecarConfig {
-            aggregator: grpc,
-            queue: queue.clone(),
-            namespace: "jobs".into(),
-            pod: String::new(),
-            labels: vec!["app=binder".into()],
-            amqp_url: Some(url.clone()),
-            interval: Duration::from_millis(250),
-        }),
-    });
+    let mut fleet = Fleet::new(FleetConfig::new(
+        "binder",
+        &url,
+        &queue,
+        Duration::from_millis(100),
+        Some(SidecarConfig::binder(grpc, &queue, &url)),
+    ));
     fleet.scale_to(2).await.expect("pods start");
     let clock = ClockScale { speedup: 15.0 };
     let mut spec = HpaSpec::new("jobs", "app=binder", (2, 6), clock);
-    spec.metrics = vec![MetricSpec {
-        metric: "wait_ms".into(),
-        selector: None,
-        source: MetricSource::Object {
-            resource: "deployments.apps".into(),
-            name: "binder".into(),
-        },
-        target: Target::Value(2_000_000),
-    }];
+    spec.metrics = vec![MetricSpec::deployment(
+        "wait_ms",
+        "binder",
+        Target::Value(2_000_000),
+    )];
     let mut lp = ClosedLoop::new(
         Controller::new(spec),
         fleet,
@@ -191,13 +172,7 @@ async fn loop_survives_aggregator_and_broker_restarts_without_wrong_values() {
         }],
         7,
     );
-    let stop = CancellationToken::new();
-    let publisher = tokio::spawn({
-        let (trace, stop) = (trace.clone(), stop.clone());
-        let p = Publisher::new(&url, &queue);
-        let start = lp.start();
-        async move { play(p, &trace, start, Arc::new(AtomicU64::new(0)), stop).await }
-    });
+    let publisher = Playing::start(&url, &queue, &trace, lp.start());
 
     let s = Duration::from_secs;
     let (mut killed_at, mut agg_back_at, mut broker_back_at) = (None, None, None);
@@ -230,8 +205,7 @@ async fn loop_survives_aggregator_and_broker_restarts_without_wrong_values() {
     lp.run_until(s(100), |l| l.fleet.ledger.distinct() as u64 >= total)
         .await
         .expect("drain");
-    stop.cancel();
-    let sent = publisher.await.expect("publisher");
+    let sent = publisher.stop().await.expect("publisher");
     let table = render(&lp.samples);
     eprintln!("{table}");
     eprintln!(

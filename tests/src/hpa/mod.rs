@@ -55,6 +55,21 @@ pub struct MetricSpec {
     pub target: Target,
 }
 
+impl MetricSpec {
+    /// An Object metric about `deployments.apps/{deployment}`, no selector.
+    pub fn deployment(metric: &str, deployment: &str, target: Target) -> Self {
+        Self {
+            metric: metric.into(),
+            selector: None,
+            source: MetricSource::Object {
+                resource: "deployments.apps".into(),
+                name: deployment.into(),
+            },
+            target,
+        }
+    }
+}
+
 /// The parts of an HPA object the controller reads.
 #[derive(Debug, Clone)]
 pub struct HpaSpec {
