@@ -15,22 +15,7 @@ use dwell_proto::v1::{ListSourcesRequest, SourceInfo};
 use dwell_sidecar::Sidecar;
 
 fn aggregator_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("dwell-aggregator");
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("DWELL_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!(
-            "{} is missing: run cargo build --workspace --bins",
-            path.display()
-        );
-    }
-    eprintln!(
-        "\n!!!!! SKIPPED: {} is missing (cargo build -p dwell-aggregator) !!!!!\n",
-        path.display()
-    );
-    None
+    dwell_e2e::built_binary("dwell-aggregator")
 }
 
 fn free_port() -> SocketAddr {

@@ -16,22 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const RULES: &str = "rules:\n  - {name: dwell-max, statistic: max, window: 5m}\n";
 
 fn aggregator_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("dwell-aggregator");
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("DWELL_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!(
-            "{} is missing: run cargo build --workspace --bins",
-            path.display()
-        );
-    }
-    eprintln!(
-        "\n!!!!! SKIPPED: {} is missing (cargo build -p dwell-aggregator) !!!!!\n",
-        path.display()
-    );
-    None
+    dwell_e2e::built_binary("dwell-aggregator")
 }
 
 fn now_ms() -> u128 {

@@ -14,6 +14,26 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// [`binary`], when it has been built. A missing binary fails the test when
+/// `DWELL_REQUIRE_SERVICES=1` (as `scripts/test.sh` sets) and is a loud skip otherwise.
+pub fn built_binary(name: &str) -> Option<PathBuf> {
+    let path = binary(name);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("DWELL_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!(
+            "{} is missing: run cargo build --workspace --bins",
+            path.display()
+        );
+    }
+    eprintln!(
+        "\n!!!!! SKIPPED: {} is missing (cargo build -p {name}) !!!!!\n",
+        path.display()
+    );
+    None
+}
+
 pub mod aggregator;
 pub mod broker;
 pub mod certs;

@@ -52,41 +52,33 @@ impl PackedSummary {
         }
     }
 
+    /// The populated buckets, `(index, count)` in increasing index order.
+    fn buckets(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        let mut pos = 0;
+        let mut prev: i64 = -1;
+        std::iter::from_fn(move || {
+            let delta = get_varint(&self.buckets, &mut pos)?;
+            let count = get_varint(&self.buckets, &mut pos)?;
+            prev += delta as i64;
+            Some((prev as i32, count))
+        })
+    }
+
     /// Unpacks into a summary (packed data is our own, so it always validates).
     pub fn unpack(&self) -> AgeSummary {
         let mut proto = self.head.clone();
-        let mut pos = 0;
-        let mut prev: i64 = -1;
-        while pos < self.buckets.len() {
-            let (Some(delta), Some(count)) = (
-                get_varint(&self.buckets, &mut pos),
-                get_varint(&self.buckets, &mut pos),
-            ) else {
-                break;
-            };
-            prev += delta as i64;
-            proto.buckets.push(v1::Bucket {
-                index: prev as i32,
-                count,
-            });
-        }
+        proto.buckets = self
+            .buckets()
+            .map(|(index, count)| v1::Bucket { index, count })
+            .collect();
         AgeSummary::from_proto(&proto).unwrap_or_default()
     }
 
     /// Adds this slot's ages to `acc` without unpacking into a summary of its own.
     pub fn add_to(&self, acc: &mut DenseAccumulator) {
         acc.add_scalars(&self.head);
-        let mut pos = 0;
-        let mut prev: i64 = -1;
-        while pos < self.buckets.len() {
-            let (Some(delta), Some(count)) = (
-                get_varint(&self.buckets, &mut pos),
-                get_varint(&self.buckets, &mut pos),
-            ) else {
-                break;
-            };
-            prev += delta as i64;
-            acc.add_bucket(prev as i32, count);
+        for (index, count) in self.buckets() {
+            acc.add_bucket(index, count);
         }
     }
 
