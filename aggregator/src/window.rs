@@ -281,14 +281,17 @@ impl WindowStore {
             if !keep(key, &state.labels) {
                 return None;
             }
+            let mut earliest = from;
             for slot in &state.slots {
                 if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
                     slot.summary.add_to(&mut acc);
+                    earliest = earliest.min(slot.start_ms);
                 }
             }
             Some(SourceWindow {
                 source: snapshot(key, state),
                 ages: acc.finish(),
+                span_ms: now_ms - earliest,
             })
         };
         let mut out: Vec<SourceWindow> = match namespace {

@@ -314,7 +314,7 @@ fn contribution(
         observed_at_ms = observed_at_ms.max(queue.map(|q| q.observed_at_ms).unwrap_or(now_ms));
     }
     let value_of = |s: Statistic| -> Option<f64> {
-        let mut v = s.compute(ages, rule.window_ms);
+        let mut v = s.compute(ages, w.span_ms.max(rule.window_ms));
         if s.is_age() {
             if v.is_none() && empty_queue {
                 v = Some(0.0);

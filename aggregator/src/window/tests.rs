@@ -149,3 +149,14 @@ fn reads_scoped_to_a_namespace_see_only_its_sources() {
     store.ingest(obs("a", 3, vec![]), T0 + 200_000);
     assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
 }
+
+#[test]
+fn span_covers_the_slots_counted_not_just_the_window() {
+    let store = WindowStore::new(30_000); // 5 s slots
+    store.ingest(obs("a", 1, vec![(100, T0 + 2_000, false)]), T0 + 2_000);
+    let span = |now: i64| store.window(30_000, now, None, |_, _| true)[0].span_ms;
+    // The window starts exactly at the slot's start: the span is the window.
+    assert_eq!(span(T0 + 30_000), 30_000);
+    // The window starts inside the slot [T0, T0+5 s), which still counts whole: 2 s more.
+    assert_eq!(span(T0 + 32_000), 32_000);
+}

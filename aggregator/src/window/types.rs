@@ -114,6 +114,10 @@ pub struct SourceWindow {
     pub source: SourceSnapshot,
     /// Every age observed in the window, merged.
     pub ages: AgeSummary,
+    /// The time the merged slots cover, in milliseconds: the window, or more when the oldest
+    /// slot counted starts before the window does (a slot counts when any part of it is inside).
+    /// Rates divide by this, not by the nominal window, so they do not read high.
+    pub span_ms: i64,
 }
 
 /// Counts after a sweep.
