@@ -59,7 +59,11 @@ CONF
   fi
   log "starting RabbitMQ"
   as_root rabbitmq-server -detached >/dev/null 2>&1 || true
-  as_root timeout 120 rabbitmqctl await_startup >/dev/null
+  # await_startup fails at once while the node has not registered with epmd yet: retry it.
+  for _ in $(seq 1 90); do
+    as_root timeout 60 rabbitmqctl await_startup >/dev/null 2>&1 && break
+    sleep 1
+  done
   for _ in $(seq 1 60); do port_open 5672 && break; sleep 1; done
   port_open 5672 || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; return 1; }
   log "RabbitMQ is up"
