@@ -17,7 +17,11 @@ ensure_tools() {
   command -v kubernetes-validate >/dev/null || pkgs+=(kubernetes-validate)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "pip install ${pkgs[*]}"
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pkgs[@]}"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    fi
+    # --break-system-packages: Debian's own python3 refuses global installs without it (PEP 668).
+    python3 -m pip install --break-system-packages --quiet --disable-pip-version-check --root-user-action=ignore "${pkgs[@]}"
     # `python3 -m pip` does not refresh pyenv's shims: put pip's scripts directory on PATH.
     command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
     PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
