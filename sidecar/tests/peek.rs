@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::amqp::{drain, fresh_queue, publish};
+use common::amqp::{delete, drain, fresh_queue, publish, publish_now};
 use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
 use dwell_sidecar::Sidecar;
 use lapin::BasicProperties;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions, QueueDeleteOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 fn peek_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -23,6 +23,15 @@ fn peek_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     ];
     v.extend_from_slice(extra);
     v
+}
+
+/// A sidecar with stats and peek on `queue` (asserted `queue_type`), pushing to a fresh test peer.
+async fn start_peeking(queue: &str, queue_type: &str) -> (Peer, Running) {
+    let url = amqp_url();
+    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let flags = peek_args(&url, &["--queue-type", queue_type]);
+    let sidecar = Sidecar::bind(args(peer.addr, queue, &flags)).await.unwrap();
+    (peer, Running::start(sidecar).await)
 }
 
 #[tokio::test]
@@ -40,15 +49,7 @@ async fn nothing_lost_peek_and_stats_on_a_classic_queue_with_header_ages() {
         .with_timestamp((now_ms() / 1000 - 100) as u64)
         .with_headers(headers);
     publish(&ch, q, "0", props).await;
-    for i in 1..50 {
-        publish(
-            &ch,
-            q,
-            &i.to_string(),
-            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
-        )
-        .await;
-    }
+    publish_now(&ch, q, (1..50).map(|i| i.to_string())).await;
     let url = amqp_url();
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
     let extra = peek_args(
@@ -99,9 +100,7 @@ async fn nothing_lost_peek_and_stats_on_a_classic_queue_with_header_ages() {
         "the peeked head comes back redelivered (documented side effect)"
     );
     assert!(got[1..].iter().all(|(_, r)| !r));
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }
 
 #[tokio::test]
@@ -144,9 +143,7 @@ async fn peek_reads_the_timestamp_property_in_seconds() {
     );
     running.stop().await;
     assert_eq!(drain(&ch, q).await.len(), 1);
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }
 
 #[tokio::test]
@@ -156,27 +153,8 @@ async fn peek_refuses_a_quorum_queue() {
     };
     let q = "dwell.test.sidecar.quorum";
     let ch = fresh_queue(&conn, q, true).await;
-    for i in 0..3 {
-        publish(
-            &ch,
-            q,
-            &i.to_string(),
-            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
-        )
-        .await;
-    }
-    let url = amqp_url();
-    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let running = Running::start(
-        Sidecar::bind(args(
-            peer.addr,
-            q,
-            &peek_args(&url, &["--queue-type", "quorum"]),
-        ))
-        .await
-        .unwrap(),
-    )
-    .await;
+    publish_now(&ch, q, (0..3).map(|i| i.to_string())).await;
+    let (_peer, running) = start_peeking(q, "quorum").await;
     let t = running.telemetry;
     eventually("a refused peek", || async {
         metric(t, "dwell_sidecar_peeks_total{kind=\"refused_queue_type\"}")
@@ -207,9 +185,7 @@ async fn peek_refuses_a_quorum_queue() {
             ("2".into(), false)
         ]
     );
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }
 
 #[tokio::test]
@@ -219,15 +195,7 @@ async fn peek_refuses_a_queue_with_consumers() {
     };
     let q = "dwell.test.sidecar.consumed";
     let ch = fresh_queue(&conn, q, false).await;
-    for i in 0..5 {
-        publish(
-            &ch,
-            q,
-            &i.to_string(),
-            BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
-        )
-        .await;
-    }
+    publish_now(&ch, q, (0..5).map(|i| i.to_string())).await;
     // A consumer that takes one message and holds it: consumer_count is 1, 4 are ready.
     let cch = conn.create_channel().await.unwrap();
     cch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
@@ -240,18 +208,7 @@ async fn peek_refuses_a_queue_with_consumers() {
         )
         .await
         .unwrap();
-    let url = amqp_url();
-    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let running = Running::start(
-        Sidecar::bind(args(
-            peer.addr,
-            q,
-            &peek_args(&url, &["--queue-type", "classic"]),
-        ))
-        .await
-        .unwrap(),
-    )
-    .await;
+    let (_peer, running) = start_peeking(q, "classic").await;
     let t = running.telemetry;
     eventually("a refused peek", || async {
         metric(t, "dwell_sidecar_peeks_total{kind=\"refused_consumers\"}")
@@ -272,9 +229,7 @@ async fn peek_refuses_a_queue_with_consumers() {
     let bodies: Vec<&str> = got.iter().map(|(b, _)| b.as_str()).collect();
     assert_eq!(bodies, ["0", "1", "2", "3", "4"]);
     assert!(got[1..].iter().all(|(_, r)| !r), "{got:?}");
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }
 
 #[tokio::test]
@@ -284,17 +239,8 @@ async fn a_quorum_queue_wrongly_asserted_classic_disables_peek_for_good() {
     };
     let q = "dwell.test.sidecar.quorum-guard";
     let ch = fresh_queue(&conn, q, true).await;
-    publish(
-        &ch,
-        q,
-        "only",
-        BasicProperties::default().with_timestamp((now_ms() / 1000) as u64),
-    )
-    .await;
-    let url = amqp_url();
-    let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let flags = peek_args(&url, &["--queue-type", "classic"]);
-    let running = Running::start(Sidecar::bind(args(peer.addr, q, &flags)).await.unwrap()).await;
+    publish_now(&ch, q, ["only".to_string()]).await;
+    let (_peer, running) = start_peeking(q, "classic").await;
     let t = running.telemetry;
     // A peek sees x-delivery-count (the broker counts every give-back).
     eventually("peek disabled", || async {
@@ -313,7 +259,5 @@ async fn a_quorum_queue_wrongly_asserted_classic_disables_peek_for_good() {
     let got = drain(&ch, q).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, "only");
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }

@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::amqp::{fresh_queue, publish};
+use common::amqp::{delete, fresh_queue, publish};
 use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
 use dwell_sidecar::Sidecar;
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
 #[tokio::test]
@@ -83,9 +83,7 @@ async fn a_consumer_reporting_deliveries_gives_true_ages() {
     );
     assert!(hi <= end - floor_ms, "max age {hi} > {}", end - floor_ms);
     running.stop().await;
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }
 
 #[tokio::test]
@@ -95,9 +93,7 @@ async fn stats_survive_a_missing_queue_and_pick_it_up_when_declared() {
     };
     let q = "dwell.test.sidecar.appears-later";
     let ch = conn.create_channel().await.unwrap();
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
     let url = amqp_url();
     let flags = ["--amqp-url", url.as_str(), "--stats-interval", "100ms"];
     let running = Running::start(
@@ -123,7 +119,5 @@ async fn stats_survive_a_missing_queue_and_pick_it_up_when_declared() {
     .await;
     assert_eq!(metric(t, "dwell_sidecar_stats_connected").await, Some(1.0));
     running.stop().await;
-    let _ = ch
-        .queue_delete(q.into(), QueueDeleteOptions::default())
-        .await;
+    delete(&ch, q).await;
 }

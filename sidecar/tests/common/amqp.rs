@@ -46,6 +46,29 @@ pub async fn publish(ch: &Channel, queue: &str, body: &str, props: BasicProperti
     .unwrap();
 }
 
+/// Publishes `bodies` in order, each stamped with the current time (AMQP `timestamp`, seconds).
+pub async fn publish_now(ch: &Channel, queue: &str, bodies: impl IntoIterator<Item = String>) {
+    for body in bodies {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        publish(
+            ch,
+            queue,
+            &body,
+            BasicProperties::default().with_timestamp(now_s),
+        )
+        .await;
+    }
+}
+
+/// Deletes the queue (best effort: tests clean up after themselves).
+pub async fn delete(ch: &Channel, queue: &str) {
+    let _ = ch
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
+}
+
 /// Drains the queue with basic.get + ack: (body, redelivered) in delivery order.
 pub async fn drain(ch: &Channel, queue: &str) -> Vec<(String, bool)> {
     let mut out = Vec::new();
