@@ -17,7 +17,6 @@ use axum::routing::get;
 mod aggregated;
 pub mod auth;
 mod discovery;
-mod kinds;
 mod metrics;
 mod openapi;
 pub mod path;

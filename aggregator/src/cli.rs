@@ -1,7 +1,12 @@
-//! Command-line flags (each with a `DWELL_…` environment twin). Kept apart from the logic: `run`
-//! destructures these into the settings each part needs.
+//! Command-line flags (each with a `DWELL_…` environment twin), and nothing else: the
+//! composition root (`app`) turns them into each part's settings. Durations use the one grammar
+//! of `dwell_runtime::duration` (`500ms`, `1.5s`, `1m30s`, `7d`, a bare number of seconds).
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use dwell_runtime::duration;
+use dwell_runtime::logging::LogFormat;
 
 /// dwell aggregator: serves queue dwell time to the Kubernetes HPA.
 ///
@@ -15,9 +20,21 @@ pub struct Args {
     #[arg(long, env = "DWELL_METRICS_ADDR", default_value = "0.0.0.0:6443")]
     pub metrics_addr: SocketAddr,
 
+    /// Most metrics API connections open at once; more wait in the kernel's backlog until one
+    /// closes (kube-apiserver keeps a few long-lived ones).
+    #[arg(long, env = "DWELL_METRICS_MAX_CONNECTIONS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_connections: u32,
+
     /// Address of the gRPC ingest and inspect services.
     #[arg(long, env = "DWELL_GRPC_ADDR", default_value = "0.0.0.0:50051")]
     pub grpc_addr: SocketAddr,
+
+    /// Most gRPC connections open at once (one per sidecar and replica, plus grpcurl); more wait
+    /// in the kernel's backlog until one closes.
+    #[arg(long, env = "DWELL_GRPC_MAX_CONNECTIONS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_connections: u32,
 
     /// PEM certificate chain for the metrics API. Re-read when the file changes (rotating Secrets).
     /// Without --tls-cert/--tls-key a self-signed certificate is generated at start-up.
@@ -40,26 +57,26 @@ pub struct Args {
 
     /// How often --tls-cert/--tls-key are checked for new content (e.g. 10s, 500ms).
     #[arg(long, env = "DWELL_TLS_RELOAD_INTERVAL", default_value = "10s",
-          value_parser = crate::config::duration::parse_flag)]
-    pub tls_reload_interval: std::time::Duration,
+          value_parser = duration::parse)]
+    pub tls_reload_interval: Duration,
 
     /// Scaling rules (YAML). Watched and reloaded on change; without it the built-in rules apply.
     #[arg(long, env = "DWELL_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Log format: `text` or `json`. The filter comes from RUST_LOG (default `info`).
-    #[arg(long, env = "DWELL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    /// Log format. The filter comes from RUST_LOG (default `info`).
+    #[arg(long, env = "DWELL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// How often the --config file is checked for changes (e.g. 2s, 500ms).
     #[arg(long, env = "DWELL_CONFIG_POLL_INTERVAL", default_value = "2s",
-          value_parser = crate::config::duration::parse_flag)]
-    pub config_poll_interval: std::time::Duration,
+          value_parser = duration::parse)]
+    pub config_poll_interval: Duration,
 
     /// How often stale sources are counted and silent ones evicted.
     #[arg(long, env = "DWELL_SWEEP_INTERVAL", default_value = "1s",
-          value_parser = crate::config::duration::parse_flag)]
-    pub sweep_interval: std::time::Duration,
+          value_parser = duration::parse)]
+    pub sweep_interval: Duration,
 
     /// Most raw samples one report may carry (larger reports are rejected: send a summary).
     #[arg(long, env = "DWELL_MAX_REPORT_SAMPLES", default_value_t = 10_000)]
@@ -101,4 +118,46 @@ pub struct Args {
     /// groups = O), e.g. the `client-ca-file` key of extension-apiserver-authentication.
     #[arg(long, env = "DWELL_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Every duration flag reads the one grammar of
+    /// `dwell_runtime::duration` (the sidecar's flags use it too): `--sweep-interval 1` used to be
+    /// refused while the sidecar's `--interval 1` worked.
+    #[test]
+    fn every_duration_reads_the_one_grammar() {
+        for text in ["1", "1.5s", "1m30s", "500ms", "2h", "7d"] {
+            let want = duration::parse(text).expect("the grammar takes it");
+            let args = Args::try_parse_from([
+                "dwell-aggregator",
+                "--tls-reload-interval",
+                text,
+                "--config-poll-interval",
+                text,
+                "--sweep-interval",
+                text,
+            ])
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                [
+                    args.tls_reload_interval,
+                    args.config_poll_interval,
+                    args.sweep_interval
+                ],
+                [want; 3],
+                "{text}"
+            );
+        }
+        for bad in ["0", "-1s", "5x", "1m30", ""] {
+            assert!(duration::parse(bad).is_err(), "{bad}");
+            assert!(
+                Args::try_parse_from(["dwell-aggregator", "--sweep-interval", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

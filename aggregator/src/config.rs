@@ -88,6 +88,16 @@ pub fn load(path: &Path) -> Result<RuleSet, ConfigError> {
     parse(&text)
 }
 
+/// Reads and validates a rules file, returning its bytes too (the watcher reloads only when they
+/// change).
+pub fn load_with_text(path: &Path) -> Result<(RuleSet, Vec<u8>), ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((parse(&String::from_utf8_lossy(&bytes))?, bytes))
+}
+
 /// Parses and validates rules YAML.
 pub fn parse(text: &str) -> Result<RuleSet, ConfigError> {
     let raw: RawConfig =

@@ -10,19 +10,31 @@ use dwell_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::engine::{Engine, Kind, Pods, Request as EngineRequest, parse_selector};
-use crate::window::SourceSnapshot;
+use crate::clock::SharedClock;
+use crate::engine::{Engine, request};
+use crate::provider::{CustomQuery, ExternalQuery, ObjectRef, QueryError};
+use crate::selector::Selector;
+use crate::window::{SourceSnapshot, WindowStore};
+
+/// The group-resource an `object` Explain describes when it names none.
+const DEFAULT_RESOURCE: &str = "deployments.apps";
 
 /// The `Inspect` service.
 #[derive(Debug, Clone)]
 pub struct InspectService {
     engine: Arc<Engine>,
+    store: Arc<WindowStore>,
+    clock: SharedClock,
 }
 
 impl InspectService {
-    /// Inspects `engine`'s state.
-    pub fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    /// Inspects `engine`'s evaluations and `store`'s sources.
+    pub fn new(engine: Arc<Engine>, store: Arc<WindowStore>, clock: SharedClock) -> Self {
+        Self {
+            engine,
+            store,
+            clock,
+        }
     }
 
     /// The tonic server.
@@ -59,11 +71,10 @@ impl Inspect for InspectService {
         request: Request<ListSourcesRequest>,
     ) -> Result<Response<ListSourcesResponse>, Status> {
         let req = request.into_inner();
-        let now = self.engine.clock().now_ms();
+        let now = self.clock.now_ms();
         let stale_after = self.engine.rules().stale_after_ms;
         let sources = self
-            .engine
-            .store()
+            .store
             .list(|k, _| {
                 (req.namespace.is_empty() || k.namespace == req.namespace)
                     && (req.queue.is_empty() || k.queue == req.queue)
@@ -79,55 +90,9 @@ impl Inspect for InspectService {
         request: Request<ExplainRequest>,
     ) -> Result<Response<ExplainResponse>, Status> {
         let req = request.into_inner();
-        if req.metric.is_empty() || req.namespace.is_empty() {
-            return Err(Status::invalid_argument(
-                "metric and namespace are required",
-            ));
-        }
-        let bad = |field: &str, e: String| Status::invalid_argument(format!("{field}: {e}"));
-        let metric_selector = parse_selector(&req.metric_label_selector)
-            .map_err(|e| bad("metric_label_selector", e))?;
-        let (kind, pods, object) = match req.kind.as_str() {
-            "" | "object" => (
-                Kind::Object,
-                Pods::Any,
-                format!("object {}/{}", req.namespace, req.name),
-            ),
-            "external" => (
-                Kind::External,
-                Pods::Any,
-                format!("external metric in namespace {}", req.namespace),
-            ),
-            "pods" if req.name.is_empty() || req.name == "*" => {
-                let sel =
-                    parse_selector(&req.label_selector).map_err(|e| bad("label_selector", e))?;
-                (
-                    Kind::Pods,
-                    Pods::Selected(sel),
-                    format!("pods {}/*", req.namespace),
-                )
-            }
-            "pods" => (
-                Kind::Pods,
-                Pods::Named(req.name.clone()),
-                format!("pods {}/{}", req.namespace, req.name),
-            ),
-            other => {
-                return Err(bad(
-                    "kind",
-                    format!("{other:?}: expected object, pods or external"),
-                ));
-            }
-        };
-        let ev = self.engine.evaluate(&EngineRequest {
-            metric: req.metric.clone(),
-            kind,
-            namespace: req.namespace.clone(),
-            pods,
-            metric_selector,
-            object,
-        });
-        let now = self.engine.clock().now_ms();
+        let engine_request = engine_request(req)?;
+        let ev = self.engine.evaluate(&engine_request);
+        let now = self.clock.now_ms();
         let stale_after = self.engine.rules().stale_after_ms;
         let (value, observed_at_ms, error) = match ev.outcomes.as_slice() {
             [one] => (
@@ -163,6 +128,58 @@ impl Inspect for InspectService {
             value,
             observed_at_ms,
             error,
+            object: engine_request.object,
         }))
     }
+}
+
+/// The request Explain evaluates: the API query it stands for, scoped by the same
+/// [`CustomQuery::new`] and turned into the engine's request by the same [`request`] functions
+/// as serving, so Explain evaluates exactly what the HPA is served.
+fn engine_request(req: ExplainRequest) -> Result<crate::engine::Request, Status> {
+    let bad =
+        |field: &str, e: &dyn std::fmt::Display| Status::invalid_argument(format!("{field}: {e}"));
+    if req.metric.is_empty() {
+        return Err(Status::invalid_argument("metric is required"));
+    }
+    let metric_selector = Selector::parse(&req.metric_label_selector)
+        .map_err(|e| bad("metric_label_selector", &e))?;
+    let namespace = Some(req.namespace).filter(|ns| !ns.is_empty());
+    let (resource, object) = match req.kind.as_str() {
+        "external" => {
+            let namespace =
+                namespace.ok_or_else(|| Status::invalid_argument("namespace is required"))?;
+            return Ok(request::external(&ExternalQuery {
+                namespace,
+                metric: req.metric.to_ascii_lowercase(),
+                selector: metric_selector,
+            }));
+        }
+        "" | "object" => {
+            let resource = Some(req.resource)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| DEFAULT_RESOURCE.into());
+            (resource, ObjectRef::Named(req.name))
+        }
+        "pods" if req.name.is_empty() || req.name == "*" => {
+            let pods =
+                Selector::parse(&req.label_selector).map_err(|e| bad("label_selector", &e))?;
+            ("pods".into(), ObjectRef::All(pods))
+        }
+        "pods" => ("pods".into(), ObjectRef::Named(req.name)),
+        other => {
+            return Err(bad(
+                "kind",
+                &format!("{other:?}: expected object, pods or external"),
+            ));
+        }
+    };
+    let query = CustomQuery::new(req.metric, resource, namespace, object, metric_selector)
+        .map_err(|e| match e {
+            QueryError::NeedsNamespace { resource } => {
+                Status::invalid_argument(format!("namespace is required for {resource}"))
+            }
+            other => Status::invalid_argument(other.to_string()),
+        })?;
+    request::custom(&query).map_err(|e| Status::invalid_argument(e.to_string()))
 }

@@ -264,13 +264,14 @@ mod tests {
     use crate::selector::Selector;
 
     fn query(object: ObjectRef, metric_selector: &str) -> CustomQuery {
-        CustomQuery {
-            metric: "dwell".into(),
-            namespace: Some("default".into()),
-            resource: "pods".into(),
+        CustomQuery::new(
+            "dwell".into(),
+            "pods".into(),
+            Some("default".into()),
             object,
-            metric_selector: Selector::parse(metric_selector).unwrap(),
-        }
+            Selector::parse(metric_selector).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]

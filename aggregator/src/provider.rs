@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::kinds::{self, Kind};
 use crate::selector::Selector;
 
 /// Which objects a custom-metrics request describes.
@@ -16,19 +17,79 @@ pub enum ObjectRef {
     All(Selector),
 }
 
-/// A parsed `custom.metrics.k8s.io` request.
+/// A parsed `custom.metrics.k8s.io` request, its scope decided (see [`CustomQuery::new`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomQuery {
     /// The metric name, case kept.
     pub metric: String,
-    /// The request's namespace; `None` for root-scoped objects (`namespaces/{ns}` is root-scoped).
+    /// The request's namespace; `None` for root-scoped kinds (`namespaces/{ns}`, `nodes`).
     pub namespace: Option<String>,
     /// The group-resource as sent: `pods`, `services`, `deployments.apps`, `namespaces`.
     pub resource: String,
+    /// What the resource is: kind, apiVersion, scope.
+    pub kind: Kind,
     /// The object(s) described.
     pub object: ObjectRef,
     /// `metricLabelSelector`: narrows the metric's series.
     pub metric_selector: Selector,
+}
+
+/// Why a request cannot become a [`CustomQuery`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    /// The resource is not a kind the API knows. Rendered as 404.
+    #[error(
+        "the server could not find the metric {metric} for {resource}: unknown resource \
+         {resource:?} (served: {known})"
+    )]
+    UnknownResource {
+        /// The metric asked for.
+        metric: String,
+        /// The resource as sent.
+        resource: String,
+        /// Every resource served, comma-separated.
+        known: String,
+    },
+    /// A namespaced kind asked for outside a namespace. Rendered as 400.
+    #[error("{resource} are namespaced: ask under /namespaces/{{namespace}}/{resource}/…")]
+    NeedsNamespace {
+        /// The resource as sent.
+        resource: String,
+    },
+}
+
+impl CustomQuery {
+    /// The one place a request's scope is decided (serving and Explain both come through here):
+    /// a namespaced kind needs `namespace`; a root-scoped one (`nodes`, `namespaces`) ignores it,
+    /// since the HPA asks for those under its own namespace.
+    pub fn new(
+        metric: String,
+        resource: String,
+        namespace: Option<String>,
+        object: ObjectRef,
+        metric_selector: Selector,
+    ) -> Result<Self, QueryError> {
+        let Some(kind) = kinds::lookup(&resource) else {
+            return Err(QueryError::UnknownResource {
+                metric,
+                resource,
+                known: kinds::known().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let namespace = match (kind.namespaced, namespace) {
+            (true, Some(ns)) => Some(ns),
+            (true, None) => return Err(QueryError::NeedsNamespace { resource }),
+            (false, _) => None,
+        };
+        Ok(Self {
+            metric,
+            namespace,
+            resource,
+            kind,
+            object,
+            metric_selector,
+        })
+    }
 }
 
 /// A parsed `external.metrics.k8s.io` request.
@@ -87,7 +148,8 @@ pub struct MetricInfo {
     pub external: bool,
 }
 
-/// Computes metric values; implemented by the engine (live state) and by `memstore` (tests).
+/// Computes metric values; implemented by the engine (live state) and, in the API tests, by a
+/// fake that returns stored values.
 pub trait MetricsProvider: Send + Sync + 'static {
     /// Answers a custom-metrics request. An Object request must answer exactly one value.
     fn custom(&self, query: &CustomQuery) -> Result<Vec<MetricValue>, ProviderError>;

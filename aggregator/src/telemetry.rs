@@ -1,4 +1,5 @@
-//! Logging set-up and the aggregator's own Prometheus metrics, served at `/metrics`.
+//! The aggregator's own Prometheus metrics, served at `/metrics` (logging is set up by
+//! `dwell_runtime::logging`).
 //!
 //! One explicit registry (no globals). Each part registers its families through
 //! [`Telemetry::register`] at start-up; the HTTP layer records requests with
@@ -10,37 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-/// Initialises `tracing` once: `text` (human) or `json` (structured), filtered by RUST_LOG.
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LossyStderr);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-/// Standard error that never reports a failed write. tracing-subscriber answers a failed write
-/// with `eprintln!`, which panics when stderr is a closed pipe (`… 2>&1 | head`) and takes the
-/// logging task with it; a lost log line is better than a lost task.
-struct LossyStderr;
-
-impl std::io::Write for LossyStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
 
 /// Labels of one HTTP request series: the matched route template and the status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,6 +1,7 @@
 //! TLS for the metrics API and gRPC ingest: where the serving certificate comes from (PEM files
 //! that are hot-reloaded, or a self-signed one generated at start-up), which client certificates
-//! are accepted ([`client_auth`]), and the HTTPS accept loop.
+//! are accepted ([`client_auth`]), and HTTPS serving over the shared TLS accept loop
+//! (`dwell_runtime::tls`).
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -42,57 +43,20 @@ pub enum TlsError {
     Ca(String, String),
 }
 
-/// How the serving certificate is chosen (from the command line).
+/// How the serving certificate is chosen.
 #[derive(Debug, Clone, Default)]
 pub struct TlsSettings {
-    /// `--tls-cert` and `--tls-key`; without them a self-signed certificate is generated.
+    /// Certificate chain and key files, hot-reloaded; without them a self-signed certificate is
+    /// generated.
     pub files: Option<(PathBuf, PathBuf)>,
-    /// `--tls-san`: extra names for the self-signed certificate.
+    /// Extra names for the self-signed certificate.
     pub sans: Vec<String>,
-    /// `--tls-self-signed-out`: where to write the self-signed certificate's public PEM.
+    /// Where to write the self-signed certificate's public PEM (for clients to trust).
     pub self_signed_out: Option<PathBuf>,
-    /// `--tls-reload-interval`: how often the files are checked for changes.
+    /// How often the files are checked for changes.
     pub reload_interval: Duration,
     /// Client-certificate verification and ALPN.
     pub options: ServerOptions,
-}
-
-impl TlsSettings {
-    /// The settings the command line asks for.
-    pub fn from_args(args: &crate::cli::Args) -> Self {
-        Self {
-            files: args.tls_cert.clone().zip(args.tls_key.clone()),
-            sans: args.tls_san.clone(),
-            self_signed_out: args.tls_self_signed_out.clone(),
-            reload_interval: args.tls_reload_interval,
-            options: ServerOptions::https(),
-        }
-    }
-
-    /// The gRPC listener's settings: `None` (plaintext) without `--grpc-tls-cert`; with
-    /// `--grpc-client-ca`, every client must present a certificate signed by it.
-    pub fn grpc_from_args(args: &crate::cli::Args) -> Result<Option<Self>, TlsError> {
-        let Some(files) = args.grpc_tls_cert.clone().zip(args.grpc_tls_key.clone()) else {
-            return Ok(None);
-        };
-        let client_verifier = match &args.grpc_client_ca {
-            Some(ca) => Some(client_auth::verifier(
-                client_auth::load_roots(ca)?,
-                client_auth::Presence::Required,
-            )?),
-            None => None,
-        };
-        Ok(Some(Self {
-            files: Some(files),
-            sans: Vec::new(),
-            self_signed_out: None,
-            reload_interval: args.tls_reload_interval,
-            options: ServerOptions {
-                client_verifier,
-                ..ServerOptions::grpc()
-            },
-        }))
-    }
 }
 
 /// The served configuration and, when serving files, the watcher that reloads them.
@@ -145,14 +109,13 @@ impl TlsSetup {
         })
     }
 
-    /// Starts the file watcher (if any) as a task that stops with `shutdown`.
-    pub fn spawn_reloader(
+    /// The file watcher (none for a self-signed certificate), for the caller to run as a task;
+    /// it stops with `shutdown`.
+    pub fn reloader(
         &mut self,
-        tracker: &tokio_util::task::TaskTracker,
         shutdown: CancellationToken,
-    ) {
-        if let Some(files) = self.files.take() {
-            tracker.spawn(files.watch(self.config.clone(), self.reload_interval, shutdown));
-        }
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let files = self.files.take()?;
+        Some(files.watch(self.config.clone(), self.reload_interval, shutdown))
     }
 }

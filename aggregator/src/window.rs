@@ -8,6 +8,7 @@
 
 mod dedup;
 mod packed;
+pub mod sweep;
 mod types;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};

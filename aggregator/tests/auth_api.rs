@@ -169,7 +169,7 @@ async fn callers_without_a_trusted_identity_get_401_or_no_handshake() {
         &[("X-Remote-User", "system:admin")],
     )
     .await;
-    assert_unauthorized(&r, "--requestheader-allowed-names");
+    assert_unauthorized(&r, "requestheader-allowed-names");
 
     // Health routes stay open to callers without a certificate (kubelet probes).
     for path in ["/healthz", "/livez", "/readyz"] {

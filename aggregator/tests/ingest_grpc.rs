@@ -7,14 +7,16 @@ use dwell_aggregator::clock::ManualClock;
 use dwell_aggregator::engine::Engine;
 use dwell_aggregator::ingest::{IngestMetrics, IngestService, Limits};
 use dwell_aggregator::inspect::InspectService;
-use dwell_aggregator::provider::{CustomQuery, MetricsProvider, ObjectRef};
+use dwell_aggregator::provider::{CustomQuery, MetricsProvider, ObjectRef, ProviderError};
 use dwell_aggregator::selector::Selector;
 use dwell_aggregator::telemetry::Telemetry;
 use dwell_aggregator::window::WindowStore;
 use dwell_proto::v1;
 use dwell_proto::v1::ingest_client::IngestClient;
 use dwell_proto::v1::inspect_client::InspectClient;
+use dwell_runtime::accept::Listener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -34,7 +36,7 @@ async fn start(yaml: Option<&str>) -> Server {
     });
     let clock = ManualClock::new(T0);
     let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
-    let engine = Arc::new(Engine::new(rules, store, clock.clone()));
+    let engine = Arc::new(Engine::new(rules, store.clone(), clock.clone()));
     let telemetry = Telemetry::new();
     let metrics = IngestMetrics::default();
     metrics.register(&telemetry);
@@ -44,21 +46,24 @@ async fn start(yaml: Option<&str>) -> Server {
         max_message_bytes: 64 * 1024,
         ..Limits::default()
     };
+    let tracker = TaskTracker::new();
     let ingest = IngestService::new(
-        engine.store().clone(),
-        clock,
+        store.clone(),
+        clock.clone(),
         limits,
         metrics,
+        tracker.clone(),
         shutdown.clone(),
     );
-    let inspect = InspectService::new(engine.clone());
+    let inspect = InspectService::new(engine.clone(), store, clock);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let listener = Listener::new(listener, "gRPC", 64);
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        dwell_aggregator::ingest::server::serve(listener, ingest, inspect, token)
+        dwell_aggregator::ingest::server::serve(listener, None, ingest, inspect, &tracker, token)
             .await
             .expect("serve");
     });
@@ -105,13 +110,16 @@ fn report(pod: &str, seq: u64, ages_ms: &[i64]) -> v1::Report {
 
 fn served(engine: &Engine) -> Result<f64, String> {
     engine
-        .custom(&CustomQuery {
-            metric: "seconds".into(),
-            namespace: Some("ns".into()),
-            resource: "deployments.apps".into(),
-            object: ObjectRef::Named("binder".into()),
-            metric_selector: Selector::default(),
-        })
+        .custom(
+            &CustomQuery::new(
+                "seconds".into(),
+                "deployments.apps".into(),
+                Some("ns".into()),
+                ObjectRef::Named("binder".into()),
+                Selector::default(),
+            )
+            .expect("query"),
+        )
         .map(|v| v[0].value)
         .map_err(|e| e.to_string())
 }
@@ -291,6 +299,83 @@ async fn inspect_lists_sources_and_explains_the_served_value() {
         .await
         .expect_err("bad kind");
     assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+/// Explain names the object exactly as serving does: the served 404 quotes the same object
+/// (it used to say `object ns/binder` where serving said `deployments.apps ns/binder`).
+#[tokio::test]
+async fn explain_describes_the_object_exactly_as_served() {
+    let s = start(None).await;
+    let mut inspect = InspectClient::new(s.channel.clone());
+    let explain = |kind: &str, resource: &str, name: &str| v1::ExplainRequest {
+        metric: "seconds".into(),
+        namespace: "ns".into(),
+        kind: kind.into(),
+        resource: resource.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            explain("object", "", "binder"),
+            "deployments.apps",
+            "binder",
+            "deployments.apps ns/binder",
+        ),
+        (
+            explain("object", "statefulsets.apps", "db"),
+            "statefulsets.apps",
+            "db",
+            "statefulsets.apps ns/db",
+        ),
+        (explain("pods", "", "p-1"), "pods", "p-1", "pods ns/p-1"),
+        (explain("object", "nodes", "n1"), "nodes", "n1", "nodes n1"),
+    ];
+    for (request, resource, name, object) in cases {
+        let ex = inspect
+            .explain(request)
+            .await
+            .expect("explain")
+            .into_inner();
+        assert_eq!(ex.object, object);
+        // Nothing has reported: serving answers 404 about the very same object.
+        let query = CustomQuery::new(
+            "seconds".into(),
+            resource.into(),
+            Some("ns".into()),
+            ObjectRef::Named(name.into()),
+            Selector::default(),
+        )
+        .expect("query");
+        match s.engine.custom(&query) {
+            Err(ProviderError::NotFound { object: served, .. }) => assert_eq!(served, ex.object),
+            other => panic!("expected a 404 for {object}, got {other:?}"),
+        }
+        assert!(ex.value.is_empty() && !ex.error.is_empty(), "{ex:?}");
+    }
+    let ex = inspect
+        .explain(v1::ExplainRequest {
+            kind: "external".into(),
+            ..explain("", "", "")
+        })
+        .await
+        .expect("explain")
+        .into_inner();
+    assert_eq!(ex.object, "external metric in namespace ns");
+    // A namespaced kind needs the namespace; the error says so.
+    let e = inspect
+        .explain(v1::ExplainRequest {
+            namespace: String::new(),
+            ..explain("pods", "", "p")
+        })
+        .await
+        .expect_err("no namespace");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("namespace is required"),
+        "{}",
+        e.message()
+    );
 }
 
 #[tokio::test]

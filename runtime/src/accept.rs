@@ -91,7 +91,7 @@ impl Listener {
                     Err(error) => {
                         let pause = backoff.next_delay();
                         tracing::warn!(listener = self.name, %error, ?pause,
-                            "{}: accept failed; retrying", self.name);
+                            "{} accept failed; retrying", self.name);
                         tokio::select! {
                             _ = shutdown.cancelled() => return None,
                             _ = tokio::time::sleep(pause) => {}

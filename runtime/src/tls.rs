@@ -72,10 +72,10 @@ pub fn incoming(
                         // Info, not debug: a refused client certificate is what an operator
                         // setting up mTLS needs to see.
                         Ok(Err(error)) => {
-                            tracing::info!(listener = name, %peer, %error, "{name}: TLS handshake refused")
+                            tracing::info!(listener = name, %peer, %error, "{name} TLS handshake refused")
                         }
                         Err(_) => {
-                            tracing::debug!(listener = name, %peer, "{name}: TLS handshake timed out")
+                            tracing::debug!(listener = name, %peer, "{name} TLS handshake timed out")
                         }
                     },
                 }

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use rustls::RootCertStore;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::CertificateDer;
@@ -24,7 +24,7 @@ use rustls_pki_types::CertificateDer;
 use crate::tls::client_auth::{self, Presence};
 use crate::tls::{PeerCertificates, TlsError};
 
-use super::ApiState;
+use super::{ApiError, ApiState};
 
 /// Paths anyone may call (kubelet probes carry no certificate), as in kube's delegated authz.
 const OPEN_PATHS: [&str; 3] = ["/healthz", "/livez", "/readyz"];
@@ -33,44 +33,41 @@ const REMOTE_PREFIX: &str = "x-remote-";
 /// Added to every authenticated caller, as kube-apiserver does.
 const AUTHENTICATED_GROUP: &str = "system:authenticated";
 
-/// The command-line settings (paths are read once at start-up).
+/// Which authenticators to configure (the CA bundles are read once, at start-up).
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
-    /// `--requestheader-client-ca`: the front-proxy CA bundle.
+    /// The front-proxy CA bundle (`requestheader-client-ca-file`).
     pub requestheader_client_ca: Option<PathBuf>,
-    /// `--requestheader-allowed-names`: front-proxy CNs accepted (empty: any from that CA).
+    /// Front-proxy CNs accepted (`requestheader-allowed-names`; empty: any from that CA).
     pub requestheader_allowed_names: Vec<String>,
-    /// `--client-ca`: CA bundle for ordinary x509 client certificates.
+    /// CA bundle for ordinary x509 client certificates (`client-ca-file`).
     pub client_ca: Option<PathBuf>,
 }
 
-impl AuthSettings {
-    /// The settings the command line asks for.
-    pub fn from_args(args: &crate::cli::Args) -> Self {
-        Self {
-            requestheader_client_ca: args.requestheader_client_ca.clone(),
-            requestheader_allowed_names: args
-                .requestheader_allowed_names
-                .clone()
-                .map(|names| names.0)
-                .unwrap_or_default(),
-            client_ca: args.client_ca.clone(),
-        }
-    }
-}
-
-/// `--requestheader-allowed-names`: the front-proxy CNs accepted.
+/// The front-proxy CNs accepted (`requestheader-allowed-names`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedNames(pub Vec<String>);
+
+/// Allowed names that are neither a comma-separated list nor a JSON array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a JSON array of strings ({reason}): {text}")]
+pub struct AllowedNamesError {
+    /// What the JSON parser said.
+    reason: String,
+    /// The text given.
+    text: String,
+}
 
 impl AllowedNames {
     /// Parses `a,b` or the JSON array form of extension-apiserver-authentication's
     /// `requestheader-allowed-names` (`["a","b"]`, `[]`); blanks are dropped.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, AllowedNamesError> {
         let text = text.trim();
         let names: Vec<String> = if text.starts_with('[') {
-            serde_json::from_str(text)
-                .map_err(|e| format!("not a JSON array of strings ({e}): {text}"))?
+            serde_json::from_str(text).map_err(|e| AllowedNamesError {
+                reason: e.to_string(),
+                text: text.to_owned(),
+            })?
         } else {
             text.split(',').map(str::to_owned).collect()
         };
@@ -91,6 +88,26 @@ pub struct Caller {
     pub user: String,
     /// Its groups (always including `system:authenticated`).
     pub groups: Vec<String>,
+}
+
+/// Why a request's caller is not trusted (the 401 message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No certificate came with the connection.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate chains to neither CA.
+    #[error("client certificate (CN {0:?}) is not from a trusted CA")]
+    UntrustedCa(String),
+    /// A front-proxy certificate whose CN is not allowed (and no x509 CA accepts it).
+    #[error("front-proxy certificate CN {0:?} is not in requestheader-allowed-names")]
+    NameNotAllowed(String),
+    /// An x509 user certificate without the CN that names the user.
+    #[error("client certificate has no CN (the user name)")]
+    NoCommonName,
+    /// A trusted front proxy that did not say who it speaks for.
+    #[error("front-proxy request without a valid X-Remote-User")]
+    NoRemoteUser,
 }
 
 struct FrontProxy {
@@ -158,16 +175,16 @@ impl Authenticator {
         &self,
         chain: Option<&[CertificateDer<'static>]>,
         headers: &HeaderMap,
-    ) -> Result<Caller, String> {
+    ) -> Result<Caller, AuthError> {
         let chain = chain
             .filter(|c| !c.is_empty())
-            .ok_or("no client certificate")?;
+            .ok_or(AuthError::NoCertificate)?;
         let subject = chain
             .first()
             .and_then(client_auth::subject)
             .unwrap_or_default();
         let cn = subject.common_name.clone().unwrap_or_default();
-        let mut refusal = format!("client certificate (CN {cn:?}) is not from a trusted CA");
+        let mut refusal = AuthError::UntrustedCa(cn.clone());
         if let Some(proxy) = &self.front_proxy
             && client_auth::verifies(proxy.verifier.as_ref(), chain)
         {
@@ -175,15 +192,13 @@ impl Authenticator {
                 return front_proxy_caller(headers);
             }
             // As kube: the headers are not trusted, but the x509 authenticator may still apply.
-            refusal = format!(
-                "front-proxy certificate CN {cn:?} is not in --requestheader-allowed-names"
-            );
+            refusal = AuthError::NameNotAllowed(cn.clone());
         }
         if let Some(ca) = &self.client_ca
             && client_auth::verifies(ca.as_ref(), chain)
         {
             if cn.is_empty() {
-                return Err("client certificate has no CN (the user name)".into());
+                return Err(AuthError::NoCommonName);
             }
             let mut groups = subject.organizations;
             groups.push(AUTHENTICATED_GROUP.into());
@@ -193,13 +208,13 @@ impl Authenticator {
     }
 }
 
-fn front_proxy_caller(headers: &HeaderMap) -> Result<Caller, String> {
+fn front_proxy_caller(headers: &HeaderMap) -> Result<Caller, AuthError> {
     let user = headers
         .get("x-remote-user")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .ok_or("front-proxy request without a valid X-Remote-User")?;
+        .ok_or(AuthError::NoRemoteUser)?;
     let mut groups: Vec<String> = headers
         .get_all("x-remote-group")
         .iter()
@@ -255,37 +270,15 @@ pub(super) async fn require(
         }
         Err(reason) => {
             tracing::debug!(path = %request.uri().path(), %reason, "unauthenticated request refused");
-            super::labelled("unauthorized", unauthorized(&reason))
+            super::labelled("unauthorized", ApiError::Unauthorized(reason.to_string()))
         }
     }
-}
-
-/// 401 as a Kubernetes `Status` (reason `Unauthorized`).
-fn unauthorized(reason: &str) -> Response {
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": format!("Unauthorized: {reason}"),
-        "reason": "Unauthorized",
-        "code": 401,
-    });
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn front_proxy_headers_give_user_and_groups() {

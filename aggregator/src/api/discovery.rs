@@ -6,8 +6,8 @@
 //! fails the whole group-version otherwise.
 use serde::Serialize;
 
-use super::kinds;
 use super::path::{CUSTOM_GROUP, CUSTOM_VERSIONS, EXTERNAL_GROUP, EXTERNAL_VERSION};
+use crate::kinds;
 use crate::provider::MetricInfo;
 
 /// Placeholder listed when no custom metric is served (as the Go custom-metrics-apiserver does).

@@ -5,7 +5,6 @@ use std::panic::AssertUnwindSafe;
 use axum::http::Uri;
 use axum::response::Response;
 
-use super::kinds;
 use super::path::{CustomPath, CustomVersion, EXTERNAL_GROUP, ObjectName};
 use super::status::ApiError;
 use super::types::{
@@ -68,37 +67,17 @@ pub fn custom(
     uri: &Uri,
 ) -> Result<Response, ApiError> {
     let params = params(uri)?;
-    let kind = kinds::lookup(&path.resource).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "the server could not find the metric {} for {}: unknown resource {:?} (served: {})",
-            path.metric,
-            path.resource,
-            path.resource,
-            kinds::known().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    // The HPA asks for cluster-scoped kinds (nodes) under its own namespace: ignore it.
-    let namespace = if kind.namespaced {
-        Some(path.namespace.clone().ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{} are namespaced: ask under /namespaces/{{namespace}}/{}/…",
-                path.resource, path.resource
-            ))
-        })?)
-    } else {
-        None
-    };
     let named = matches!(path.object, ObjectName::Named(_));
-    let query = CustomQuery {
-        metric: path.metric.clone(),
-        namespace: namespace.clone(),
-        resource: path.resource.clone(),
-        object: match path.object {
+    let query = CustomQuery::new(
+        path.metric,
+        path.resource,
+        path.namespace,
+        match path.object {
             ObjectName::Named(name) => ObjectRef::Named(name),
             ObjectName::All => ObjectRef::All(params.label_selector),
         },
-        metric_selector: params.metric_label_selector,
-    };
+        params.metric_label_selector,
+    )?;
     let values = ask("custom", || provider.custom(&query))?;
     if named && values.len() != 1 {
         tracing::error!(
@@ -116,10 +95,10 @@ pub fn custom(
     }
     let selector = LabelSelector::from_selector(&query.metric_selector);
     let object = |v: &MetricValue| ObjectReference {
-        kind: kind.kind,
-        namespace: namespace.clone(),
+        kind: query.kind.kind,
+        namespace: query.namespace.clone(),
         name: v.object_name.clone(),
-        api_version: kind.api_version,
+        api_version: query.kind.api_version,
     };
     let window = |v: &MetricValue| v.window.map(|w| w.as_secs());
     let api_version = format!("{}/{}", super::path::CUSTOM_GROUP, version.as_str());

@@ -4,12 +4,18 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::provider::ProviderError;
+use crate::provider::{ProviderError, QueryError};
 use crate::selector::SelectorError;
 
 /// A request that could not be answered, rendered as a `Status` with the matching HTTP code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
+    /// 401: the caller is not authenticated (the message says why).
+    #[error("Unauthorized: {0}")]
+    Unauthorized(String),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: unknown route, resource or metric.
     #[error("{0}")]
     NotFound(String),
@@ -28,22 +34,33 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &str) {
-        match self {
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "BadRequest", m),
-            ApiError::MethodNotAllowed(m) => {
-                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", m)
-            }
-            ApiError::NotAcceptable(m) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable", m),
-            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", m),
-        }
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        let message = self.to_string();
+        let (code, reason) = match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        };
+        (code, reason, message)
     }
 }
 
 impl From<SelectorError> for ApiError {
     fn from(e: SelectorError) -> Self {
         ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::UnknownResource { .. } => ApiError::NotFound(e.to_string()),
+            QueryError::NeedsNamespace { .. } => ApiError::BadRequest(e.to_string()),
+        }
     }
 }
 
@@ -77,7 +94,7 @@ impl IntoResponse for ApiError {
             api_version: "v1",
             metadata: super::types::Empty {},
             status: "Failure",
-            message,
+            message: &message,
             reason,
             code: code.as_u16(),
         };

@@ -29,21 +29,45 @@ pub enum Pods {
     Selected(Selector),
 }
 
-/// What is asked, in the engine's terms.
-#[derive(Debug, Clone)]
+/// Whose sources a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// One namespace's (the request's, or the rule's `sources.namespace`).
+    Namespace(String),
+    /// A root-scoped object (e.g. a node): every namespace's, unless the rule names one. Served
+    /// only by rules that list the resource.
+    Cluster,
+}
+
+/// What is asked, in the engine's terms (built by [`super::request`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Metric name.
     pub metric: String,
     /// Request kind.
     pub kind: Kind,
-    /// The request's namespace.
-    pub namespace: String,
+    /// Whose sources count.
+    pub scope: Scope,
+    /// The group-resource described (custom requests only).
+    pub resource: Option<String>,
     /// Pods narrowing (Pods requests).
     pub pods: Pods,
     /// Narrows the metric's series (`queue`, `vhost` and the pod's labels).
     pub metric_selector: Selector,
-    /// The object, for messages (e.g. `deployments.apps default/binder`).
+    /// The described object's name (`*` for all), as served.
+    pub object_name: String,
+    /// The object, for messages (e.g. `deployments.apps default/binder`, `nodes n1`).
     pub object: String,
+}
+
+impl Request {
+    /// The request's namespace; None for root-scoped requests.
+    fn namespace(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Namespace(ns) => Some(ns),
+            Scope::Cluster => None,
+        }
+    }
 }
 
 /// One step of the computation.
@@ -107,10 +131,22 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
         ev.missing = Some(format!("no rule serves a metric named {:?}", req.metric));
         return ev;
     };
+    if let (Scope::Cluster, Some(resource)) = (&req.scope, &req.resource)
+        && !rule.resources.contains(resource)
+    {
+        ev.missing = Some(format!(
+            "rule {} does not serve {resource}, which is not namespaced (it serves {}); list \
+             {resource} in the rule's resources to serve it from every namespace's sources",
+            rule.name,
+            rule.resources.join(", ")
+        ));
+        return ev;
+    }
     ev.step(format!("{rule}"), f64::NAN);
-    let scope = rule.sources.namespace_scope(&req.namespace);
+    let request_ns = req.namespace();
+    let scope = rule.sources.namespace_scope(request_ns);
     let windows = store.window(rule.window_ms, now_ms, scope, |key, labels| {
-        rule.sources.admits(&req.namespace, key, labels)
+        rule.sources.admits(request_ns, key, labels)
             && req
                 .metric_selector
                 .matches(&series_labels(&key.queue, &key.vhost, labels))
@@ -135,7 +171,7 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
     for w in &live {
         let group = match req.kind {
             Kind::Pods => w.source.key.pod.clone(),
-            _ => req.object.clone(),
+            _ => req.object_name.clone(),
         };
         groups.entry(group).or_default().push(w);
     }
@@ -162,7 +198,7 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
                 ev.step(format!("no data ({reason}): fallback"), v);
                 let object_name = match &req.pods {
                     Pods::Named(p) => p.clone(),
-                    _ => req.object.clone(),
+                    _ => req.object_name.clone(),
                 };
                 ev.outcomes.push(Outcome {
                     object_name,

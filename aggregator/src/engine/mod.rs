@@ -1,6 +1,8 @@
 //! The engine: the [`MetricsProvider`] the metrics API serves from, computed from the live window
-//! state and the rules in force (swapped atomically on reload).
+//! state and the rules in force (swapped atomically on reload). Requests are built by
+//! [`request`] and evaluated step by step by [`evaluate`], for serving and `Explain` alike.
 pub mod evaluate;
+pub mod request;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,16 +12,15 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::clock::{Clock, to_system_time};
+use crate::clock::{SharedClock, to_system_time};
 use crate::policy::RuleSet;
 use crate::provider::{
-    CustomQuery, ExternalQuery, MetricInfo, MetricValue, MetricsProvider, ObjectRef, ProviderError,
+    CustomQuery, ExternalQuery, MetricInfo, MetricValue, MetricsProvider, ProviderError,
 };
-use crate::selector::Selector;
 use crate::telemetry::Telemetry;
 use crate::window::WindowStore;
 
-pub use evaluate::{Evaluation, Kind, Outcome, Pods, Request, Step};
+pub use evaluate::{Evaluation, Kind, Outcome, Pods, Request, Scope, Step};
 
 /// Labels of the served-value gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,13 +40,13 @@ struct Served {
 pub struct Engine {
     store: Arc<WindowStore>,
     rules: ArcSwap<RuleSet>,
-    clock: Arc<dyn Clock>,
+    clock: SharedClock,
     served: Served,
 }
 
 impl Engine {
     /// An engine over `store` with `rules`, reading time from `clock`.
-    pub fn new(rules: RuleSet, store: Arc<WindowStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(rules: RuleSet, store: Arc<WindowStore>, clock: SharedClock) -> Self {
         store.set_longest_window(rules.longest_window_ms());
         Self {
             store,
@@ -78,16 +79,6 @@ impl Engine {
     /// The rules in force.
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.load_full()
-    }
-
-    /// The window store.
-    pub fn store(&self) -> &Arc<WindowStore> {
-        &self.store
-    }
-
-    /// The clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
     }
 
     /// Evaluates a request now, with every step (what `Explain` shows and serving uses).
@@ -134,51 +125,11 @@ impl Engine {
 
 impl MetricsProvider for Engine {
     fn custom(&self, q: &CustomQuery) -> Result<Vec<MetricValue>, ProviderError> {
-        let pods = q.resource == "pods";
-        // `namespaces/{ns}` is root-scoped: the namespace is the object's name.
-        let namespace = match (&q.namespace, &q.object) {
-            (Some(ns), _) => ns.clone(),
-            (None, ObjectRef::Named(name)) if q.resource == "namespaces" => name.clone(),
-            (None, _) => {
-                return Err(ProviderError::BadRequest(format!(
-                    "{} is namespaced: ask under namespaces/{{namespace}}",
-                    q.resource
-                )));
-            }
-        };
-        let (object_name, pod_filter) = match (&q.object, pods) {
-            (ObjectRef::Named(n), true) => (n.clone(), Pods::Named(n.clone())),
-            (ObjectRef::All(sel), true) => ("*".to_string(), Pods::Selected(sel.clone())),
-            (ObjectRef::Named(n), false) => (n.clone(), Pods::Any),
-            (ObjectRef::All(_), false) => ("*".to_string(), Pods::Any),
-        };
-        let req = Request {
-            metric: q.metric.clone(),
-            kind: if pods { Kind::Pods } else { Kind::Object },
-            namespace: namespace.clone(),
-            pods: pod_filter,
-            metric_selector: q.metric_selector.clone(),
-            object: format!("{} {namespace}/{object_name}", q.resource),
-        };
-        let mut values = self.answer(&req)?;
-        if !pods {
-            for v in &mut values {
-                v.object_name = object_name.clone();
-            }
-        }
-        Ok(values)
+        self.answer(&request::custom(q)?)
     }
 
     fn external(&self, q: &ExternalQuery) -> Result<Vec<MetricValue>, ProviderError> {
-        let req = Request {
-            metric: q.metric.clone(),
-            kind: Kind::External,
-            namespace: q.namespace.clone(),
-            pods: Pods::Any,
-            metric_selector: q.selector.clone(),
-            object: format!("external metric in namespace {}", q.namespace),
-        };
-        self.answer(&req)
+        self.answer(&request::external(q))
     }
 
     fn metrics(&self) -> Vec<MetricInfo> {
@@ -193,40 +144,6 @@ impl MetricsProvider for Engine {
             })
             .collect()
     }
-}
-
-/// Builds the engine from the command line: the `--config` rules (or the built-in ones) over a
-/// fresh window, on the system clock, its gauges registered. Also returns the config's bytes, so
-/// the watcher reloads only when they change.
-pub fn build(
-    args: &crate::cli::Args,
-    telemetry: &Telemetry,
-) -> Result<(Arc<Engine>, Option<Vec<u8>>), crate::config::ConfigError> {
-    let (rules, text) = match &args.config {
-        None => (RuleSet::default(), None),
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|source| crate::config::ConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let rules = crate::config::parse(&String::from_utf8_lossy(&bytes))?;
-            (rules, Some(bytes))
-        }
-    };
-    tracing::info!(rules = rules.rules.len(), config = ?args.config, "rules loaded");
-    let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
-    let engine = Arc::new(Engine::new(
-        rules,
-        store,
-        Arc::new(crate::clock::SystemClock),
-    ));
-    engine.register(telemetry);
-    Ok((engine, text))
-}
-
-/// Parses selector text for the engine's callers (Explain), mapping errors to text.
-pub fn parse_selector(text: &str) -> Result<Selector, String> {
-    Selector::parse(text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

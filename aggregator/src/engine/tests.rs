@@ -1,14 +1,29 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::config;
+use crate::provider::ObjectRef;
+use crate::selector::Selector;
 use crate::window::{Ages, Observation, QueueState, SourceKey};
 
 const T0: i64 = 1_700_000_000_000;
 
+/// The HPA's Object request for deployment `binder` in `ns`.
+fn deployment(metric: &str, ns: &str) -> CustomQuery {
+    CustomQuery::new(
+        metric.into(),
+        "deployments.apps".into(),
+        Some(ns.into()),
+        ObjectRef::Named("binder".into()),
+        Selector::default(),
+    )
+    .expect("query")
+}
+
 struct Fixture {
     clock: Arc<ManualClock>,
+    store: Arc<WindowStore>,
     engine: Engine,
     seq: std::cell::Cell<u64>,
 }
@@ -17,9 +32,10 @@ fn fixture(yaml: Option<&str>) -> Fixture {
     let rules = yaml.map_or_else(RuleSet::default, |y| config::parse(y).expect("valid"));
     let clock = ManualClock::new(T0);
     let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
-    let engine = Engine::new(rules, store, clock.clone());
+    let engine = Engine::new(rules, store.clone(), clock.clone());
     Fixture {
         clock,
+        store,
         engine,
         seq: std::cell::Cell::new(0),
     }
@@ -57,17 +73,11 @@ impl Fixture {
             }),
             counters: None,
         };
-        self.engine.store().ingest(obs, now);
+        self.store.ingest(obs, now);
     }
 
     fn object(&self, metric: &str, ns: &str) -> Result<Vec<MetricValue>, ProviderError> {
-        self.engine.custom(&CustomQuery {
-            metric: metric.into(),
-            namespace: Some(ns.into()),
-            resource: "deployments.apps".into(),
-            object: ObjectRef::Named("binder".into()),
-            metric_selector: Selector::default(),
-        })
+        self.engine.custom(&deployment(metric, ns))
     }
 
     fn value(&self, metric: &str) -> f64 {
@@ -131,13 +141,16 @@ fn combine_modes_and_pods() {
     assert_eq!(f.value("s"), 90.0);
     let pods = f
         .engine
-        .custom(&CustomQuery {
-            metric: "m".into(),
-            namespace: Some("ns".into()),
-            resource: "pods".into(),
-            object: ObjectRef::All(Selector::parse("app=binder").expect("selector")),
-            metric_selector: Selector::parse("queue=q").expect("selector"),
-        })
+        .custom(
+            &CustomQuery::new(
+                "m".into(),
+                "pods".into(),
+                Some("ns".into()),
+                ObjectRef::All(Selector::parse("app=binder").expect("selector")),
+                Selector::parse("queue=q").expect("selector"),
+            )
+            .expect("query"),
+        )
         .expect("pods");
     let got: Vec<(String, f64)> = pods
         .iter()
@@ -211,10 +224,10 @@ fn staleness_fallback_and_eviction() {
         "{e}"
     );
     assert_eq!(f.value("fb"), 5.0);
-    let c = f.engine.store().sweep(f.now(), 10_000, 20_000);
+    let c = f.store.sweep(f.now(), 10_000, 20_000);
     assert_eq!((c.live, c.stale, c.evicted), (0, 1, 0));
     f.clock.advance(20_000);
-    let c = f.engine.store().sweep(f.now(), 10_000, 20_000);
+    let c = f.store.sweep(f.now(), 10_000, 20_000);
     assert_eq!(c.evicted, 1);
     let e = f.object("s", "ns").expect_err("evicted");
     assert!(e.to_string().contains("never seen"), "{e}");
@@ -237,14 +250,9 @@ fn explain_steps_end_in_the_served_value() {
     f.push("ns", "a", "q", &[1.2, 3.3], None);
     f.push("ns", "b", "q", &[0.7], None);
     let served = f.value("s");
-    let ev = f.engine.evaluate(&Request {
-        metric: "s".into(),
-        kind: Kind::Object,
-        namespace: "ns".into(),
-        pods: Pods::Any,
-        metric_selector: Selector::default(),
-        object: "deployments.apps ns/binder".into(),
-    });
+    let ev = f
+        .engine
+        .evaluate(&request::custom(&deployment("s", "ns")).expect("request"));
     assert_eq!(ev.inputs.len(), 2);
     assert_eq!(ev.outcomes[0].value, served);
     assert_eq!(ev.steps.last().map(|s| s.value), Some(served));
@@ -325,4 +333,49 @@ fn expected_wait_recipe_uses_the_busiest_rate_and_the_largest_backlog() {
     // An empty queue: 0, clamped to the floor of 1.
     f.push("ns", "a", "q", &[], Some(0));
     assert_eq!(f.value("wait_estimate_ms"), 1.0);
+}
+
+/// A custom query on a root-scoped object, as the API builds it from
+/// `/apis/custom.metrics.k8s.io/v1beta2/{resource}/{name}/{metric}`.
+fn root_scoped(metric: &str, resource: &str, name: &str) -> CustomQuery {
+    CustomQuery::new(
+        metric.into(),
+        resource.into(),
+        None,
+        ObjectRef::Named(name.into()),
+        Selector::default(),
+    )
+    .expect("query")
+}
+
+#[test]
+fn nodes_are_answered_as_root_scoped() {
+    // The bug: `nodes` is cluster-scoped, so the API passes no namespace, and the engine used to
+    // answer 400 "nodes is namespaced". A rule that does not list nodes says so (404)…
+    let f = fixture(Some(
+        "rules:\n  - {name: s, statistic: max}\n  - {name: n, statistic: max, resources: [nodes]}\n",
+    ));
+    f.push("ns", "a", "q", &[10.0], None);
+    f.push("other", "b", "q", &[20.0], None);
+    let err = f
+        .engine
+        .custom(&root_scoped("s", "nodes", "n1"))
+        .unwrap_err();
+    let ProviderError::NotFound { object, reason, .. } = err else {
+        panic!("a 404, not {err:?}")
+    };
+    assert_eq!(object, "nodes n1");
+    assert!(reason.contains("does not serve nodes"), "{reason}");
+    // …and one that lists it combines every namespace's sources.
+    let v = f
+        .engine
+        .custom(&root_scoped("n", "nodes", "n1"))
+        .expect("a value");
+    assert_eq!((v[0].object_name.as_str(), v[0].value), ("n1", 20.0));
+    // `namespaces/{ns}` stays the namespace's own.
+    let v = f
+        .engine
+        .custom(&root_scoped("s", "namespaces", "ns"))
+        .expect("a value");
+    assert_eq!((v[0].object_name.as_str(), v[0].value), ("ns", 10.0));
 }

@@ -3,7 +3,6 @@
 //! exact problem, and are counted by reason), deduplicated by `(source, instance, seq)`, and taken
 //! into the window; a goodbye removes the source at once.
 pub mod server;
-pub mod sweeper;
 pub mod telemetry;
 pub mod validate;
 
@@ -14,10 +13,11 @@ use dwell_proto::v1::{Ack, Report};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::clock::Clock;
 use crate::window::{Taken, WindowStore};
+use dwell_runtime::clock::SharedClock;
 
 pub use telemetry::IngestMetrics;
 pub use validate::Limits;
@@ -30,19 +30,22 @@ const ACK_BUFFER: usize = 32;
 #[derive(Debug, Clone)]
 pub struct IngestService {
     store: Arc<WindowStore>,
-    clock: Arc<dyn Clock>,
+    clock: SharedClock,
     limits: Limits,
     metrics: IngestMetrics,
+    streams: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl IngestService {
-    /// A service feeding `store`; open streams end when `shutdown` is cancelled.
+    /// A service feeding `store`; each open stream is a task on `streams` and ends when
+    /// `shutdown` is cancelled.
     pub fn new(
         store: Arc<WindowStore>,
-        clock: Arc<dyn Clock>,
+        clock: SharedClock,
         limits: Limits,
         metrics: IngestMetrics,
+        streams: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -50,6 +53,7 @@ impl IngestService {
             clock,
             limits,
             metrics,
+            streams,
             shutdown,
         }
     }
@@ -128,7 +132,7 @@ impl Ingest for IngestService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_BUFFER);
         let service = self.clone();
-        tokio::spawn(async move {
+        self.streams.spawn(async move {
             loop {
                 let next = tokio::select! {
                     // Shutdown ends the stream cleanly (OK): the sidecar reconnects elsewhere.

@@ -1,8 +1,7 @@
-//! Ingest's own metrics: reports and ages taken, rejections by reason, sources live and stale.
+//! Ingest's own metrics: reports and ages taken, rejections by reason, goodbyes.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 use crate::telemetry::Telemetry;
 
@@ -26,12 +25,6 @@ pub struct IngestMetrics {
     pub rejected: Family<ReasonLabel, Counter>,
     /// Sources that said goodbye.
     pub goodbyes: Counter,
-    /// Sources reporting within stale_after.
-    pub sources_live: Gauge,
-    /// Sources past stale_after, not yet evicted.
-    pub sources_stale: Gauge,
-    /// Sources evicted.
-    pub evicted: Counter,
 }
 
 impl IngestMetrics {
@@ -61,21 +54,6 @@ impl IngestMetrics {
             "ingest_goodbyes",
             "Sources removed by a sidecar goodbye",
             self.goodbyes.clone(),
-        );
-        t.register(
-            "sources_live",
-            "Sources reporting within stale_after",
-            self.sources_live.clone(),
-        );
-        t.register(
-            "sources_stale",
-            "Sources past stale_after, not yet evicted",
-            self.sources_stale.clone(),
-        );
-        t.register(
-            "sources_evicted",
-            "Sources evicted after the grace period",
-            self.evicted.clone(),
         );
     }
 }

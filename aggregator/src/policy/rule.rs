@@ -98,26 +98,27 @@ pub struct SourceFilter {
 }
 
 impl SourceFilter {
-    /// The one namespace whose sources can feed a request in `request_ns` (None: any namespace).
-    pub fn namespace_scope<'a>(&'a self, request_ns: &'a str) -> Option<&'a str> {
+    /// The one namespace whose sources can feed a request in `request_ns` (None for a
+    /// root-scoped request); None: any namespace.
+    pub fn namespace_scope<'a>(&'a self, request_ns: Option<&'a str>) -> Option<&'a str> {
         match self.namespace.as_deref() {
             Some("*") => None,
             Some(ns) => Some(ns),
-            None => Some(request_ns),
+            None => request_ns,
         }
     }
 
-    /// Whether a source feeds the rule for a request in `request_ns`.
+    /// Whether a source feeds the rule for a request in `request_ns` (None: root-scoped).
     pub fn admits(
         &self,
-        request_ns: &str,
+        request_ns: Option<&str>,
         key: &SourceKey,
         labels: &BTreeMap<String, String>,
     ) -> bool {
         let ns_ok = match self.namespace.as_deref() {
             Some("*") => true,
             Some(ns) => key.namespace == ns,
-            None => key.namespace == request_ns,
+            None => request_ns.is_none_or(|ns| key.namespace == ns),
         };
         ns_ok
             && self.queue.as_ref().is_none_or(|q| *q == key.queue)

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use dwell_runtime::periodic::{First, Ticker};
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,12 @@ impl TlsConfig {
     /// Replaces the configuration for connections accepted from now on.
     pub fn replace(&self, config: Arc<ServerConfig>) {
         self.0.store(config);
+    }
+}
+
+impl dwell_runtime::tls::ServerConfigSource for TlsConfig {
+    fn current(&self) -> Arc<ServerConfig> {
+        TlsConfig::current(self)
     }
 }
 
@@ -85,14 +92,9 @@ impl CertFiles {
 
     /// Polls every `interval` until `shutdown`, logging each reload (or why one failed).
     pub async fn watch(self, tls: TlsConfig, interval: Duration, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await; // the first tick is immediate; the files were just loaded
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
-            }
+        // The files were just loaded: the first check is one interval away.
+        let mut ticks = Ticker::new(interval, First::AfterPeriod, &shutdown);
+        while ticks.tick().await {
             match self.reload_if_changed(&tls) {
                 Ok(Some(fingerprint)) => tracing::info!(
                     cert = %self.cert.display(),

@@ -89,7 +89,9 @@ impl Server {
             .expect("bind");
         let url = format!("https://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, config, app, shutdown.clone()));
+        let listener = dwell_runtime::accept::Listener::new(listener, "metrics API", 64);
+        let tracker = tokio_util::task::TaskTracker::new();
+        let task = tokio::spawn(serve(listener, config, app, tracker, shutdown.clone()));
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, &made.cert_pem).expect("write CA");

@@ -1,4 +1,6 @@
-//! Which `kind`/`apiVersion` a custom-metrics `{resource}` path segment describes, and its scope.
+//! Which `kind`/`apiVersion` a custom-metrics `{resource}` path segment describes, and its scope
+//! (namespaced or root-scoped): the API renders `describedObject` from it and
+//! [`crate::provider::CustomQuery::new`] decides a request's scope from it.
 //! The segment is a GroupResource string: `pods` (core), `deployments.apps`,
 //! `ingresses.networking.k8s.io`.
 
