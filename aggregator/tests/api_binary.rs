@@ -62,6 +62,29 @@ async fn discovery_openapi_errors_and_health_through_kubectl() {
     assert!(agg.stop(DEADLINE).await, "exits on SIGTERM");
 }
 
+/// Nodes are cluster-scoped: a node's metric is answered as root-scoped — here a 404 that says
+/// the rule does not serve nodes — never the 400 "nodes is namespaced" it used to be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_metric_is_answered_as_root_scoped() {
+    let agg = start(Tls::SelfSigned, &[]).await;
+    for version in ["v1beta1", "v1beta2"] {
+        let out = agg
+            .kubectl
+            .get_raw(&format!(
+                "/apis/custom.metrics.k8s.io/{version}/nodes/n1/seconds"
+            ))
+            .await;
+        assert!(!out.success, "{out:?}");
+        assert!(out.stderr.contains("(NotFound)"), "{out:?}");
+        assert!(
+            out.stderr.contains("for nodes n1") && out.stderr.contains("does not serve nodes"),
+            "{out:?}"
+        );
+        assert!(!out.stderr.contains("is namespaced"), "{out:?}");
+    }
+    assert!(agg.stop(DEADLINE).await, "exits on SIGTERM");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_fingerprint_is_logged_and_served() {
     let agg = start(Tls::SelfSigned, &[]).await;

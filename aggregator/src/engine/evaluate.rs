@@ -135,8 +135,8 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
         && !rule.resources.contains(resource)
     {
         ev.missing = Some(format!(
-            "rule {} does not serve {resource}, which is not namespaced (it serves {}); list \
-             {resource} in the rule's resources to serve it from every namespace's sources",
+            "rule {} does not serve {resource}, a cluster-scoped resource (it serves {}); list \
+             {resource} in the rule's resources to serve it from the sources of every namespace",
             rule.name,
             rule.resources.join(", ")
         ));
