@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::Sender;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -47,42 +48,30 @@ pub fn incoming(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> ReceiverStream<io::Result<TlsConn>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(READY_BUFFER);
-    let (handshakes, shutdown) = (tracker.clone(), shutdown.clone());
-    tracker.spawn(async move {
-        loop {
-            let conn = tokio::select! {
-                _ = tx.closed() => return,
-                conn = listener.accept(&shutdown) => match conn {
-                    Some(conn) => conn,
-                    None => return,
+    let name = listener.name();
+    pump(listener, tracker, shutdown, move |conn, tx, shutdown| {
+        let acceptor = TlsAcceptor::from(tls.current());
+        async move {
+            let peer = conn.peer();
+            let handshake = conn.upgrade(|io| acceptor.accept(io));
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                done = tokio::time::timeout(handshake_timeout, handshake) => match done {
+                    Ok(Ok(conn)) => {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    // Info, not debug: a refused client certificate is what an operator
+                    // setting up mTLS needs to see.
+                    Ok(Err(error)) => {
+                        tracing::info!(listener = name, %peer, %error, "{name} TLS handshake refused")
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = name, %peer, "{name} TLS handshake timed out")
+                    }
                 },
-            };
-            let acceptor = TlsAcceptor::from(tls.current());
-            let (tx, shutdown, name) = (tx.clone(), shutdown.clone(), listener.name());
-            handshakes.spawn(async move {
-                let peer = conn.peer();
-                let handshake = conn.upgrade(|io| acceptor.accept(io));
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    done = tokio::time::timeout(handshake_timeout, handshake) => match done {
-                        Ok(Ok(conn)) => {
-                            let _ = tx.send(Ok(conn)).await;
-                        }
-                        // Info, not debug: a refused client certificate is what an operator
-                        // setting up mTLS needs to see.
-                        Ok(Err(error)) => {
-                            tracing::info!(listener = name, %peer, %error, "{name} TLS handshake refused")
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, %peer, "{name} TLS handshake timed out")
-                        }
-                    },
-                }
-            });
+            }
         }
-    });
-    ReceiverStream::new(rx)
+    })
 }
 
 /// Accepts on `listener` until `shutdown` and yields every connection as it is (plaintext).
@@ -91,8 +80,27 @@ pub fn plaintext(
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> ReceiverStream<io::Result<Conn<TcpStream>>> {
+    pump(listener, tracker, shutdown, |conn, tx, _| async move {
+        let _ = tx.send(Ok(conn)).await;
+    })
+}
+
+/// The accept loop behind both: each accepted connection goes to `prepare` in its own task on
+/// `tracker`, which sends it on (or drops it); the loop ends with `shutdown` or when nobody
+/// reads the stream any more.
+fn pump<T, F, Fut>(
+    listener: Listener,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    mut prepare: F,
+) -> ReceiverStream<io::Result<T>>
+where
+    T: Send + 'static,
+    F: FnMut(Conn<TcpStream>, Sender<io::Result<T>>, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::mpsc::channel(READY_BUFFER);
-    let shutdown = shutdown.clone();
+    let (tasks, shutdown) = (tracker.clone(), shutdown.clone());
     tracker.spawn(async move {
         loop {
             let conn = tokio::select! {
@@ -102,9 +110,7 @@ pub fn plaintext(
                     None => return,
                 },
             };
-            if tx.send(Ok(conn)).await.is_err() {
-                return;
-            }
+            tasks.spawn(prepare(conn, tx.clone(), shutdown.clone()));
         }
     });
     ReceiverStream::new(rx)
