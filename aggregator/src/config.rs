@@ -216,7 +216,7 @@ fn rule(at: &str, raw: RawRule, errors: &mut Vec<String>) -> Option<Rule> {
     if let Some(f) = &raw.formula {
         match Formula::compile(f) {
             Ok(f) => base.formula = Some(f),
-            Err(e) => fail("formula", e),
+            Err(e) => fail("formula", e.to_string()),
         }
     }
     if let Some(min) = raw.min {
