@@ -40,7 +40,7 @@ pub struct Args {
 
     /// How often --tls-cert/--tls-key are checked for new content (e.g. 10s, 500ms).
     #[arg(long, env = "DWELL_TLS_RELOAD_INTERVAL", default_value = "10s",
-          value_parser = crate::config::duration::parse_flag)]
+          value_parser = dwell_runtime::duration::parse)]
     pub tls_reload_interval: std::time::Duration,
 
     /// Scaling rules (YAML). Watched and reloaded on change; without it the built-in rules apply.
@@ -53,12 +53,12 @@ pub struct Args {
 
     /// How often the --config file is checked for changes (e.g. 2s, 500ms).
     #[arg(long, env = "DWELL_CONFIG_POLL_INTERVAL", default_value = "2s",
-          value_parser = crate::config::duration::parse_flag)]
+          value_parser = dwell_runtime::duration::parse)]
     pub config_poll_interval: std::time::Duration,
 
     /// How often stale sources are counted and silent ones evicted.
     #[arg(long, env = "DWELL_SWEEP_INTERVAL", default_value = "1s",
-          value_parser = crate::config::duration::parse_flag)]
+          value_parser = dwell_runtime::duration::parse)]
     pub sweep_interval: std::time::Duration,
 
     /// Most raw samples one report may carry (larger reports are rejected: send a summary).
