@@ -1,3 +1,4 @@
+//! The rules file: a full config, defaults, errors with their paths, and the one duration grammar.
 use proptest::prelude::*;
 
 use super::*;

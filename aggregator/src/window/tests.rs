@@ -1,3 +1,4 @@
+//! The window store end to end: slots, staleness, eviction, resends, the namespace index, spans.
 use super::*;
 
 fn key(pod: &str) -> SourceKey {
