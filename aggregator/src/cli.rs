@@ -125,7 +125,7 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    /// Every duration flag reads the one grammar of
+    /// Every duration flag and every duration field of the rules file reads the one grammar of
     /// `dwell_runtime::duration` (the sidecar's flags use it too): `--sweep-interval 1` used to be
     /// refused while the sidecar's `--interval 1` worked.
     #[test]
@@ -151,6 +151,20 @@ mod tests {
                 [want; 3],
                 "{text}"
             );
+            let ms = want.as_millis() as i64;
+            let rules = crate::config::parse(&format!(
+                "stale_after: \"{text}\"\nevict_after: \"{text}\"\nrules:\n  - {{name: m, \
+                 window: \"{text}\", stall_after: \"{text}\"}}\n"
+            ));
+            // Windows are capped at 24h; every other field takes what the grammar takes.
+            if ms <= 24 * 3_600_000 {
+                let rules = rules.unwrap_or_else(|e| panic!("{text}: {e}"));
+                assert_eq!((rules.stale_after_ms, rules.evict_after_ms), (ms, ms));
+                assert_eq!(
+                    (rules.rules[0].window_ms, rules.rules[0].stall_after_ms),
+                    (ms, Some(ms))
+                );
+            }
         }
         for bad in ["0", "-1s", "5x", "1m30", ""] {
             assert!(duration::parse(bad).is_err(), "{bad}");
@@ -158,6 +172,8 @@ mod tests {
                 Args::try_parse_from(["dwell-aggregator", "--sweep-interval", bad]).is_err(),
                 "{bad}"
             );
+            let config = crate::config::parse(&format!("stale_after: \"{bad}\"\n"));
+            assert!(config.is_err(), "{bad}");
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The rules file (`--config`, YAML): parsed strictly (unknown fields are errors), validated with
 //! precise errors (`rules[1].statistic: unknown statistic "p0"…`) and turned into a [`RuleSet`].
-//! See aggregator/README.md for the format.
+//! Durations use the grammar of every flag of both binaries ([`dwell_runtime::duration`]: `500ms`,
+//! `1.5s`, `1m30s`, `7d`, a bare number is seconds). See aggregator/README.md for the format.
 
-pub mod duration;
 pub mod watch;
 
 use std::collections::HashSet;
 use std::path::Path;
 
+use dwell_runtime::duration;
 use serde::Deserialize;
 
 use crate::policy::rule::default_resources;
@@ -81,21 +82,19 @@ struct RawRule {
 
 /// Reads and validates a rules file.
 pub fn load(path: &Path) -> Result<RuleSet, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse(&text)
+    load_with_text(path).map(|(rules, _)| rules)
 }
 
-/// Reads and validates a rules file, returning its bytes too (the watcher reloads only when they
-/// change).
+/// Reads and validates a rules file; also returns the bytes read, so a watcher started with them
+/// reloads only when the content changes. Bytes that are not UTF-8 are read as the watcher reads
+/// them (replaced, then parsed), so a file means the same at start-up and on reload.
 pub fn load_with_text(path: &Path) -> Result<(RuleSet, Vec<u8>), ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    Ok((parse(&String::from_utf8_lossy(&bytes))?, bytes))
+    let rules = parse(&String::from_utf8_lossy(&bytes))?;
+    Ok((rules, bytes))
 }
 
 /// Parses and validates rules YAML.
@@ -182,7 +181,7 @@ fn rule(at: &str, raw: RawRule, errors: &mut Vec<String>) -> Option<Rule> {
         match duration::parse_ms(w) {
             Ok(ms) if ms > MAX_WINDOW_MS => fail("window", format!("{w:?} is longer than 24h")),
             Ok(ms) => base.window_ms = ms,
-            Err(e) => fail("window", e),
+            Err(e) => fail("window", e.to_string()),
         }
     }
     if let Some(s) = &raw.statistic {
@@ -226,7 +225,7 @@ fn rule(at: &str, raw: RawRule, errors: &mut Vec<String>) -> Option<Rule> {
     if let Some(f) = &raw.formula {
         match Formula::compile(f) {
             Ok(f) => base.formula = Some(f),
-            Err(e) => fail("formula", e),
+            Err(e) => fail("formula", e.to_string()),
         }
     }
     if let Some(min) = raw.min {

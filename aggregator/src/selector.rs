@@ -11,7 +11,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use parse::{validate_label_key, validate_label_value};
+pub use parse::{LabelError, validate_label_key, validate_label_value};
 
 /// A parse failure, with a message in the style of apimachinery's.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

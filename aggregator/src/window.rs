@@ -1,38 +1,34 @@
-//! Windowed state: per source (namespace, pod, queue, vhost), a ring of time slots each holding a
-//! sparse [`AgeSummary`], covering the longest configured window. Memory per source is bounded by
-//! the slot count and the summary's bucket limit, never by the message rate.
+//! Windowed state: per source (namespace, pod, queue, vhost), a ring of time slots ([`ring`])
+//! covering the longest configured window, each slot holding the ages observed in it in the
+//! window's own packed form ([`slot`], [`buckets`]). Memory per source is bounded by the slot
+//! count and the summary's bucket limit, never by the message rate. `examples/window_memory.rs`:
+//! 10 000 sources each reporting 50 ages a second spread over 0.5–8 s grow the RSS by 41 MiB
+//! (≈ 4.3 KB a source; 47 MiB at 200 ages a second), down from 44 and 49 MiB when slots held
+//! the wire type.
 //!
 //! Concurrency: one `DashMap` (sharded locks, no global lock). Every method is synchronous and
 //! holds a shard lock only for its own duration, so no lock is ever held across an `.await`.
 //! Time is always passed in (`now_ms`), so tests control it.
 
+mod buckets;
 mod dedup;
-mod packed;
+mod ring;
+mod slot;
 pub mod sweep;
 mod types;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use dwell_proto::summary::{AgeSummary, DenseAccumulator};
 
 pub use dedup::SeenReports;
-use packed::PackedSummary;
+use ring::Ring;
 pub use types::*;
 
 /// Target number of slots per longest window: the window's edge is exact to one slot width.
 pub const SLOTS_PER_WINDOW: i64 = 6;
-/// Hard cap on slots per source, whatever happens to the layout.
-const MAX_SLOTS: usize = 32;
-
-/// A time slot of the ring.
-#[derive(Debug, Clone)]
-struct Slot {
-    start_ms: i64,
-    width_ms: i64,
-    summary: PackedSummary,
-}
 
 /// Everything held for one source.
 #[derive(Debug, Clone)]
@@ -43,7 +39,7 @@ struct SourceState {
     last_report_ms: i64,
     reports: u64,
     samples: u64,
-    slots: VecDeque<Slot>,
+    slots: Ring,
     last_sample: Option<(i64, i64)>,
     queue_state: Option<QueueState>,
     counters: SidecarCounters,
@@ -128,7 +124,7 @@ impl WindowStore {
                 last_report_ms: now_ms,
                 reports: 0,
                 samples: 0,
-                slots: VecDeque::new(),
+                slots: Ring::default(),
                 last_sample: None,
                 queue_state: None,
                 counters: SidecarCounters::default(),
@@ -176,7 +172,7 @@ impl WindowStore {
                 }
                 for (start, batch) in batches {
                     let at = batch.last().map_or(start, |(_, at)| at);
-                    slot_for(&mut state.slots, at, width).merge(&batch);
+                    state.slots.slot_for(at, width).merge(&batch);
                 }
             }
             Ages::Summary { summary, at_ms } => {
@@ -184,13 +180,13 @@ impl WindowStore {
                     note_last(&mut state.last_sample, age, at);
                 }
                 if at_ms >= oldest && summary.count() > 0 {
-                    slot_for(&mut state.slots, at_ms, width).merge(&summary);
+                    state.slots.slot_for(at_ms, width).merge(&summary);
                     accepted = summary.count();
                 }
             }
         }
         state.samples += accepted;
-        prune(&mut state.slots, oldest);
+        state.slots.prune(oldest);
         Taken::Accepted(accepted)
     }
 
@@ -240,7 +236,7 @@ impl WindowStore {
             } else {
                 counts.live += 1;
             }
-            prune(&mut state.slots, oldest);
+            state.slots.prune(oldest);
             true
         });
         for key in &evicted {
@@ -283,9 +279,9 @@ impl WindowStore {
                 return None;
             }
             let mut earliest = from;
-            for slot in &state.slots {
-                if slot.start_ms + slot.width_ms > from && slot.start_ms <= now_ms {
-                    slot.summary.add_to(&mut acc);
+            for slot in state.slots.iter() {
+                if slot.overlaps(from, now_ms) {
+                    slot.ages.add_to(&mut acc);
                     earliest = earliest.min(slot.start_ms);
                 }
             }
@@ -326,12 +322,10 @@ impl WindowStore {
                 let s = e.value();
                 let strings = k.namespace.len() + k.pod.len() + k.queue.len() + k.vhost.len();
                 let labels: usize = s.labels.iter().map(|(a, b)| a.len() + b.len() + 64).sum();
-                let slots: usize = s
-                    .slots
-                    .iter()
-                    .map(|sl| std::mem::size_of::<Slot>() + sl.summary.heap_bytes())
-                    .sum();
-                std::mem::size_of::<(SourceKey, SourceState)>() + strings + labels + slots
+                std::mem::size_of::<(SourceKey, SourceState)>()
+                    + strings
+                    + labels
+                    + s.slots.approx_bytes()
             })
             .sum()
     }
@@ -340,44 +334,6 @@ impl WindowStore {
 fn note_last(last: &mut Option<(i64, i64)>, age: i64, at: i64) {
     if last.is_none_or(|(_, t)| at >= t) {
         *last = Some((age, at));
-    }
-}
-
-/// The slot holding time `at`, created (in time order) when missing.
-fn slot_for(slots: &mut VecDeque<Slot>, at: i64, width: i64) -> &mut PackedSummary {
-    let mut pos = slots.partition_point(|s| s.start_ms + s.width_ms <= at);
-    let found = slots
-        .get(pos)
-        .is_some_and(|s| s.start_ms <= at && at < s.start_ms + s.width_ms);
-    if !found {
-        if slots.len() >= MAX_SLOTS {
-            if pos == 0 {
-                // Older than every slot held: fold into the oldest rather than grow.
-                return &mut slots[0].summary;
-            }
-            slots.pop_front();
-            pos -= 1;
-        }
-        let start = at.div_euclid(width) * width;
-        slots.insert(
-            pos,
-            Slot {
-                start_ms: start,
-                width_ms: width,
-                summary: PackedSummary::default(),
-            },
-        );
-    }
-    &mut slots[pos].summary
-}
-
-/// Drops slots that ended before `oldest`.
-fn prune(slots: &mut VecDeque<Slot>, oldest: i64) {
-    while slots
-        .front()
-        .is_some_and(|s| s.start_ms + s.width_ms <= oldest)
-    {
-        slots.pop_front();
     }
 }
 

@@ -173,6 +173,10 @@ impl AgeSummary {
     pub fn mean_ms(&self) -> Option<f64> {
         (self.count > 0).then(|| self.sum_ms / self.count as f64)
     }
+    /// Ages below 1 ms, counted apart from the buckets (so `count` = this + the bucket counts).
+    pub fn zero_count(&self) -> u64 {
+        self.zero_count
+    }
     /// Ages from redelivered messages.
     pub fn redelivered(&self) -> u64 {
         self.redelivered

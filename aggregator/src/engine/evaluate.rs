@@ -279,7 +279,7 @@ impl Evaluation {
                     format!("{prefix}formula `{}`: {e}", formula.source()),
                     f64::NAN,
                 );
-                e
+                e.to_string()
             })?;
             self.step(
                 format!(

@@ -4,7 +4,7 @@ pub mod formula;
 pub mod rule;
 pub mod statistic;
 
-pub use formula::Formula;
+pub use formula::{Formula, FormulaError};
 pub use rule::{Combine, OnMissing, Rounding, Rule, SourceFilter, Unit};
 pub use statistic::Statistic;
 

@@ -165,7 +165,7 @@ impl Parser {
             Token::Ident(key) => key,
             other => return Err(found(&other, "identifier")),
         };
-        validate_label_key(&key).map_err(SelectorError)?;
+        validate_label_key(&key).map_err(|e| SelectorError(e.to_string()))?;
         if negated {
             return Ok(requirement(key, Operator::DoesNotExist, BTreeSet::new()));
         }
@@ -305,8 +305,31 @@ fn is_dns_subdomain(s: &str) -> bool {
 const NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must \
      start and end with an alphanumeric character";
 
+/// Why a label key or value is not valid; messages as apimachinery's validation words them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// The key's prefix (before `/`) is not a DNS-1123 subdomain.
+    #[error(
+        "invalid label key \"{0}\": prefix part must be a lowercase DNS-1123 subdomain of at \
+         most {MAX_PREFIX_LEN} characters"
+    )]
+    KeyPrefix(String),
+    /// The key's name (after any `/`) is longer than 63 characters.
+    #[error("invalid label key \"{0}\": name part must be no more than {MAX_NAME_LEN} characters")]
+    KeyNameTooLong(String),
+    /// The key's name is empty or not shaped like a label name.
+    #[error("invalid label key \"{0}\": name part {NAME_RULE}")]
+    KeyName(String),
+    /// The value is longer than 63 characters.
+    #[error("invalid label value: \"{0}\": must be no more than {MAX_NAME_LEN} characters")]
+    ValueTooLong(String),
+    /// The value is neither empty nor shaped like a label name.
+    #[error("invalid label value: \"{0}\": a valid label must be an empty string or {NAME_RULE}")]
+    Value(String),
+}
+
 /// Checks a label key: an optional DNS-subdomain prefix and `/`, then a name of ≤ 63 characters.
-pub fn validate_label_key(key: &str) -> Result<(), String> {
+pub fn validate_label_key(key: &str) -> Result<(), LabelError> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
@@ -314,35 +337,24 @@ pub fn validate_label_key(key: &str) -> Result<(), String> {
     if let Some(prefix) = prefix
         && !is_dns_subdomain(prefix)
     {
-        return Err(format!(
-            "invalid label key \"{key}\": prefix part must be a lowercase DNS-1123 subdomain \
-             of at most {MAX_PREFIX_LEN} characters"
-        ));
+        return Err(LabelError::KeyPrefix(key.to_string()));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid label key \"{key}\": name part must be no more than {MAX_NAME_LEN} characters"
-        ));
+        return Err(LabelError::KeyNameTooLong(key.to_string()));
     }
     if !is_label_name(name) {
-        return Err(format!(
-            "invalid label key \"{key}\": name part {NAME_RULE}"
-        ));
+        return Err(LabelError::KeyName(key.to_string()));
     }
     Ok(())
 }
 
 /// Checks a label value: empty, or ≤ 63 characters shaped like a label name.
-pub fn validate_label_value(value: &str) -> Result<(), String> {
+pub fn validate_label_value(value: &str) -> Result<(), LabelError> {
     if value.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid label value: \"{value}\": must be no more than {MAX_NAME_LEN} characters"
-        ));
+        return Err(LabelError::ValueTooLong(value.to_string()));
     }
     if !value.is_empty() && !is_label_name(value) {
-        return Err(format!(
-            "invalid label value: \"{value}\": a valid label must be an empty string or {NAME_RULE}"
-        ));
+        return Err(LabelError::Value(value.to_string()));
     }
     Ok(())
 }

@@ -175,7 +175,31 @@ fn label_validation() {
     assert!(validate_label_value("a.b-c_d").is_ok());
     assert!(validate_label_value("a b").is_err());
     assert!(validate_label_key("example.com/a").is_ok());
-    assert!(validate_label_key("").is_err());
+    assert_eq!(
+        validate_label_key(""),
+        Err(LabelError::KeyName(String::new()))
+    );
+    assert_eq!(
+        validate_label_value("a b").map_err(|e| e.to_string()),
+        Err(
+            "invalid label value: \"a b\": a valid label must be an empty string or must \
+             consist of alphanumeric characters, '-', '_' or '.', and must start and end with an \
+             alphanumeric character"
+                .to_string()
+        )
+    );
+    assert_eq!(
+        validate_label_key("Example.com/a"),
+        Err(LabelError::KeyPrefix("Example.com/a".into()))
+    );
+    assert_eq!(
+        validate_label_key(&"k".repeat(64)),
+        Err(LabelError::KeyNameTooLong("k".repeat(64)))
+    );
+    assert_eq!(
+        validate_label_value(&"v".repeat(64)),
+        Err(LabelError::ValueTooLong("v".repeat(64)))
+    );
 }
 
 fn key() -> impl Strategy<Value = String> {

@@ -33,20 +33,33 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let shown = path.display().to_string();
     let pem = std::fs::read(path).map_err(|e| TlsError::Read(shown.clone(), e.to_string()))?;
     let mut roots = RootCertStore::empty();
-    add_pem(&mut roots, &pem).map_err(|e| TlsError::Ca(shown, e))?;
+    add_pem(&mut roots, &pem).map_err(|e| TlsError::Ca(shown, e.to_string()))?;
     Ok(roots)
 }
 
-/// Adds every certificate in `pem` to `roots`; an empty or broken bundle is an error.
-pub fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+/// Why a CA bundle cannot be used; shown after the file name (`invalid CA bundle F: …`).
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    /// The PEM does not parse.
+    #[error("{0}")]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    /// The PEM parses but holds no certificate.
+    #[error("no CERTIFICATE block found")]
+    Empty,
+    /// rustls refused a certificate as a trust anchor.
+    #[error("{0}")]
+    Anchor(#[from] rustls::Error),
+}
+
+/// Adds every certificate in `pem` to `roots`; an empty or broken bundle is an error (and then
+/// `roots` may hold the certificates before the broken one: callers drop it).
+pub fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), CaBundleError> {
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
-        return Err("no CERTIFICATE block found".into());
+        return Err(CaBundleError::Empty);
     }
     for cert in certs {
-        roots.add(cert).map_err(|e| e.to_string())?;
+        roots.add(cert)?;
     }
     Ok(())
 }
@@ -159,7 +172,13 @@ mod tests {
     #[test]
     fn empty_bundles_are_errors() {
         let mut roots = RootCertStore::empty();
-        assert!(add_pem(&mut roots, b"").is_err());
-        assert!(add_pem(&mut roots, b"-----BEGIN CERTIFICATE-----\nzz\n").is_err());
+        let e = add_pem(&mut roots, b"").expect_err("empty");
+        assert!(matches!(e, CaBundleError::Empty), "{e:?}");
+        assert_eq!(e.to_string(), "no CERTIFICATE block found");
+        let e = add_pem(&mut roots, b"-----BEGIN CERTIFICATE-----\nzz\n").expect_err("broken");
+        assert!(matches!(e, CaBundleError::Pem(_)), "{e:?}");
+        let not_a_cert = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = add_pem(&mut roots, not_a_cert).expect_err("not a certificate");
+        assert!(matches!(e, CaBundleError::Anchor(_)), "{e:?}");
     }
 }

@@ -1,0 +1,205 @@
+//! One time slot's ages at rest, in the window's own form: a summary's scalars as a plain struct
+//! and its buckets packed ([`PackedBuckets`]). A report's summary merges into a slot in place,
+//! with the same rules as [`AgeSummary::merge`] but without a trip through the wire form, and a
+//! read adds the slot to a [`DenseAccumulator`] without unpacking it.
+use dwell_proto::summary::{AgeSummary, DenseAccumulator};
+use dwell_proto::v1;
+
+use super::buckets::PackedBuckets;
+
+/// Everything a slot's summary holds except the buckets; each field means what the
+/// [`AgeSummary`] field of the same name does (extremes and last age are 0 while `count` is 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct SlotScalars {
+    count: u64,
+    sum_ms: f64,
+    min_ms: i64,
+    max_ms: i64,
+    zero_count: u64,
+    redelivered: u64,
+    last_age_ms: i64,
+    last_observed_at_ms: i64,
+}
+
+impl SlotScalars {
+    /// Adds `s`'s scalars, exactly as [`AgeSummary::merge`] does (same order of float additions,
+    /// the same "latest observation wins, ties to the newcomer" rule for `last`).
+    fn merge(&mut self, s: &AgeSummary) {
+        // The three are Some exactly when `s` holds ages; an empty summary adds nothing.
+        let (Some(min_ms), Some(max_ms), Some((last_age_ms, last_observed_at_ms))) =
+            (s.min_ms(), s.max_ms(), s.last())
+        else {
+            return;
+        };
+        if self.count == 0 {
+            self.min_ms = min_ms;
+            self.max_ms = max_ms;
+        } else {
+            self.min_ms = self.min_ms.min(min_ms);
+            self.max_ms = self.max_ms.max(max_ms);
+        }
+        self.count = self.count.saturating_add(s.count());
+        self.sum_ms += s.sum_ms();
+        self.zero_count = self.zero_count.saturating_add(s.zero_count());
+        self.redelivered = self.redelivered.saturating_add(s.redelivered());
+        if last_observed_at_ms >= self.last_observed_at_ms {
+            self.last_observed_at_ms = last_observed_at_ms;
+            self.last_age_ms = last_age_ms;
+        }
+    }
+
+    /// The scalars in the shape [`DenseAccumulator::add_scalars`] takes. Built per read on the
+    /// stack (no buckets, so no allocation); the window never stores it.
+    fn as_accumulator_head(&self) -> v1::Summary {
+        v1::Summary {
+            count: self.count,
+            sum_ms: self.sum_ms,
+            min_ms: self.min_ms,
+            max_ms: self.max_ms,
+            zero_count: self.zero_count,
+            buckets: Vec::new(),
+            redelivered: self.redelivered,
+            last_age_ms: self.last_age_ms,
+            last_observed_at_ms: self.last_observed_at_ms,
+        }
+    }
+}
+
+/// One slot's ages: an [`AgeSummary`] packed for keeping (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotAges {
+    scalars: SlotScalars,
+    buckets: PackedBuckets,
+}
+
+impl From<&AgeSummary> for SlotAges {
+    /// Packs a summary (an empty one packs as the empty slot).
+    fn from(s: &AgeSummary) -> Self {
+        let mut scalars = SlotScalars::default();
+        scalars.merge(s);
+        Self {
+            scalars,
+            buckets: PackedBuckets::from_sorted(s.buckets()),
+        }
+    }
+}
+
+impl SlotAges {
+    /// Adds `s`'s ages in packed form: the result is exactly the packing of
+    /// `AgeSummary::merge(self, s)` (a property test holds it to that).
+    pub fn merge(&mut self, s: &AgeSummary) {
+        if s.count() == 0 {
+            // As `AgeSummary::merge`: an empty summary changes nothing.
+            return;
+        }
+        self.scalars.merge(s);
+        self.buckets.merge_sorted(s.buckets());
+    }
+
+    /// Adds this slot's ages to `acc` (the read path merges many slots there).
+    pub fn add_to(&self, acc: &mut DenseAccumulator) {
+        acc.add_scalars(&self.scalars.as_accumulator_head());
+        for (index, count) in self.buckets.iter() {
+            acc.add_bucket(index, count);
+        }
+    }
+
+    /// Heap bytes held (the packed buckets; the scalars are inline).
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dwell_proto::summary::MAX_AGE_MS;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What a read gives back for `slot` alone.
+    fn read(slot: &SlotAges) -> AgeSummary {
+        let mut acc = DenseAccumulator::new();
+        slot.add_to(&mut acc);
+        acc.finish()
+    }
+
+    fn summary(ages: &[(i64, i64, bool)]) -> AgeSummary {
+        let mut s = AgeSummary::new();
+        for &(age, at, redelivered) in ages {
+            s.record(age, at, redelivered);
+        }
+        s
+    }
+
+    #[test]
+    fn packs_and_reads_back_exactly() {
+        let mut ages: Vec<(i64, i64, bool)> = [0, 1, 2, 500, 501, 80_000, 3_600_000, MAX_AGE_MS]
+            .into_iter()
+            .enumerate()
+            .map(|(i, age)| (age, i as i64, i % 2 == 0))
+            .collect();
+        ages.extend(std::iter::repeat_n((42, 100, false), 300));
+        let s = summary(&ages);
+        let packed = SlotAges::from(&s);
+        assert_eq!(read(&packed), s);
+        assert!(packed.heap_bytes() < s.buckets().len() * 4);
+        assert_eq!(read(&SlotAges::from(&AgeSummary::new())), AgeSummary::new());
+        assert_eq!(SlotAges::from(&AgeSummary::new()), SlotAges::default());
+        let mut m = packed.clone();
+        m.merge(&s);
+        let mut twice = s.clone();
+        twice.merge(&s);
+        assert_eq!(m, SlotAges::from(&twice));
+        assert_eq!(read(&m), twice);
+    }
+
+    /// Ages over the whole range, biased towards the small and the sub-millisecond so that
+    /// summaries share buckets, have zero counts and spread wide.
+    fn age() -> impl Strategy<Value = i64> {
+        prop_oneof![0i64..2, 1i64..200, 1i64..100_000, 0i64..=MAX_AGE_MS]
+    }
+
+    /// A summary of up to 60 ages; observation times are never negative (ingest refuses them).
+    fn any_summary() -> impl Strategy<Value = AgeSummary> {
+        proptest::collection::vec((age(), 0i64..2_000_000_000_000, any::<bool>()), 0..60)
+            .prop_map(|ages| summary(&ages))
+    }
+
+    proptest! {
+        /// Packing the first summary and merging the rest in packed form is exactly packing
+        /// their `AgeSummary::merge`; starting from the empty slot (what the window does) too;
+        /// and reading either back through the dense accumulator gives the merge itself.
+        #[test]
+        fn merging_packed_equals_packing_the_merge(
+            summaries in proptest::collection::vec(any_summary(), 1..6)
+        ) {
+            let mut merged = summaries[0].clone();
+            let mut packed = SlotAges::from(&summaries[0]);
+            let mut from_empty = SlotAges::default();
+            from_empty.merge(&summaries[0]);
+            for s in &summaries[1..] {
+                merged.merge(s);
+                packed.merge(s);
+                from_empty.merge(s);
+            }
+            prop_assert_eq!(&packed, &SlotAges::from(&merged));
+            prop_assert_eq!(&from_empty, &packed);
+            prop_assert_eq!(read(&packed), merged);
+        }
+
+        /// Slots read into one accumulator give the merge of everything they hold.
+        #[test]
+        fn slots_read_together_give_the_merge_of_all(
+            summaries in proptest::collection::vec(any_summary(), 1..6)
+        ) {
+            let mut merged = AgeSummary::new();
+            let mut acc = DenseAccumulator::new();
+            for s in &summaries {
+                merged.merge(s);
+                SlotAges::from(s).add_to(&mut acc);
+            }
+            prop_assert_eq!(acc.finish(), merged);
+        }
+    }
+}
