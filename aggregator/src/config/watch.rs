@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dwell_runtime::periodic::{First, Ticker};
 use tokio_util::sync::CancellationToken;
 
 use crate::policy::RuleSet;
@@ -19,13 +20,9 @@ pub async fn watch(
     shutdown: CancellationToken,
 ) {
     let mut last = current;
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    // The rules in force were just loaded: the first check is one period away.
+    let mut ticks = Ticker::new(every, First::AfterPeriod, &shutdown);
+    while ticks.tick().await {
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) => {
