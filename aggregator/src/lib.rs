@@ -11,7 +11,6 @@ pub mod config;
 pub mod engine;
 pub mod ingest;
 pub mod inspect;
-pub mod memstore;
 pub mod policy;
 pub mod provider;
 pub mod quantity;
