@@ -15,7 +15,6 @@ pub mod engine;
 pub mod ingest;
 pub mod inspect;
 pub mod kinds;
-pub mod memstore;
 pub mod policy;
 pub mod provider;
 pub mod quantity;

@@ -1,11 +1,12 @@
-//! Discovery and OpenAPI against the in-process API: legacy documents equal to the fixtures,
+//! Discovery and OpenAPI against the in-process API over the fake provider (it lists what is
+//! stored; `api_engine` checks what the engine lists): legacy documents equal to the fixtures,
 //! the never-empty placeholder, aggregated discovery (v2, v2beta1, ETag → 304, 406), and
 //! OpenAPI v2/v3 documents that parse and cover the served paths.
 mod api_support;
 
+use api_support::memstore::Sample;
 use api_support::{Server, assert_same_shape, fixture, fixture_time};
 use dwell_aggregator::api::{V2_CONTENT_TYPE, V2BETA1_CONTENT_TYPE};
-use dwell_aggregator::memstore::Sample;
 use serde_json::Value;
 
 const METRIC: &str = "queue_dwell_seconds";
@@ -37,7 +38,7 @@ async fn served() -> Server {
     let server = Server::start().await;
     let t = fixture_time();
     for resource in ["pods", "deployments.apps"] {
-        server.store.push_custom(
+        server.provider.push_custom(
             METRIC,
             resource,
             Some("default"),
@@ -46,7 +47,7 @@ async fn served() -> Server {
         );
     }
     server
-        .store
+        .provider
         .push_external("default", METRIC, Sample::new(1.0, t, None));
     server
 }
@@ -177,10 +178,10 @@ async fn aggregated_scopes_are_consistent_per_parent() {
     let server = Server::start().await;
     let t = fixture_time();
     server
-        .store
+        .provider
         .push_custom("a", "nodes", None, "n", Sample::new(1.0, t, None));
     server
-        .store
+        .provider
         .push_custom("b", "pods", Some("x"), "p", Sample::new(1.0, t, None));
     let v2 = server
         .curl("/apis", &[("Accept", V2_CONTENT_TYPE)], &[])

@@ -1,12 +1,13 @@
-//! Metric value routes through `kubectl get --raw` against the in-process API (in-memory
-//! provider): both custom versions, external, `%2A` + labelSelector, metricLabelSelector,
+//! Metric value routes through `kubectl get --raw` against the in-process API over the fake
+//! provider (`api_support::memstore`: values served as stored, so this is the plumbing, not the
+//! engine): both custom versions, external, `%2A` + labelSelector, metricLabelSelector,
 //! case-insensitive external names, and the fixtures' documents field by field.
 mod api_support;
 
 use std::time::Duration;
 
+use api_support::memstore::Sample;
 use api_support::{Server, assert_same_shape, fixture, fixture_time};
-use dwell_aggregator::memstore::Sample;
 use serde_json::json;
 
 const B1: &str = "/apis/custom.metrics.k8s.io/v1beta1";
@@ -18,7 +19,7 @@ const METRIC: &str = "queue_dwell_seconds";
 /// series queue=a), the namespace (7), an external series (42, queue=a).
 async fn fixture_server() -> Server {
     let server = Server::start().await;
-    let s = &server.store;
+    let s = &server.provider;
     let t = fixture_time();
     let w = Some(Duration::from_secs(30));
     for (pod, value, queue) in [
@@ -364,9 +365,10 @@ async fn error_cases_are_status_objects() {
 async fn requests_are_counted_under_bounded_route_labels() {
     let server = fixture_server().await;
     for name in ["a", "b", "c"] {
-        let _ = server
+        let err = server
             .get_err(&format!("{B1}/namespaces/default/pods/{name}/nope"))
             .await;
+        assert!(err.contains("(NotFound)"), "{name}: {err}");
     }
     let text = server.curl("/metrics", &[], &[]).await.body;
     assert!(

@@ -266,15 +266,21 @@ async fn stall_staleness_eviction_and_goodbye() {
     };
     c.push(with_ready(&[2_000])).await.expect("push");
     assert_eq!(object_value(&agg, "stall", "seconds").await, Ok(2.0));
-    // The sidecar keeps reporting 5 ready messages, but no sample arrives.
+    // The sidecar keeps reporting 5 ready messages, but no sample arrives. Every heartbeat must
+    // be accepted: a refused one would let the source go stale and the stall go unseen.
     let heartbeat = tokio_util::sync::CancellationToken::new();
     let beat = {
         let (mut c, token, r) = (c.clone(), heartbeat.clone(), with_ready(&[]));
         tokio::spawn(async move {
+            let mut beats = 0u32;
             while !token.is_cancelled() {
-                let _ = c.push(r.clone()).await;
+                c.push(r.clone())
+                    .await
+                    .map_err(|e| format!("heartbeat {beats} refused: {e}"))?;
+                beats += 1;
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            Ok::<u32, String>(beats)
         })
     };
     let grown = eventually("the stalled age grows past 4 s", || async {
@@ -292,7 +298,11 @@ async fn stall_staleness_eviction_and_goodbye() {
     })
     .await;
     heartbeat.cancel();
-    beat.await.expect("heartbeat stopped");
+    let beats = beat
+        .await
+        .expect("heartbeat task")
+        .expect("every heartbeat accepted");
+    assert!(beats > 0, "no heartbeat was sent");
     // Silent for stale_after: a 404 that says since when.
     let stale = eventually("the source goes stale", || async {
         match object_value(&agg, "stall", "seconds").await {

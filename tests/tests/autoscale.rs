@@ -108,14 +108,31 @@ async fn hpa_on_dwell_time_absorbs_a_burst_and_scales_back_down() {
         finished,
         "replicas did not come back down to 1 within 100 s\n{table}"
     );
-    for s in &lp.samples {
-        if let Some(age) = s.reading_age {
-            assert!(
-                age < Duration::from_secs(5),
-                "the HPA read a stale value at {:?} (observed {age:?} before)\n{table}",
+    // No stale or missing reading: once the first report has landed, every sync reads a value,
+    // and every value carries an observation time (the newest data behind it) that is recent.
+    let first = lp
+        .samples
+        .iter()
+        .position(|s| s.value.is_some())
+        .unwrap_or_else(|| panic!("the HPA never read a value\n{table}"));
+    for s in &lp.samples[first..] {
+        assert!(
+            s.value.is_some(),
+            "the HPA read no value at {:?} ({:?})\n{table}",
+            s.at,
+            s.error
+        );
+        let age = s.reading_age.unwrap_or_else(|| {
+            panic!(
+                "the value read at {:?} carries no observation timestamp\n{table}",
                 s.at
-            );
-        }
+            )
+        });
+        assert!(
+            age < Duration::from_secs(5),
+            "the HPA read a stale value at {:?} (observed {age:?} before)\n{table}",
+            s.at
+        );
     }
 
     lp.fleet.shutdown().await;

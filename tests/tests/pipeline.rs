@@ -210,7 +210,12 @@ async fn served_values_match_the_rules_applied_to_known_timestamps() {
     // Every value is fresh: observed within the last few seconds, not a replayed old number.
     let now = time::OffsetDateTime::now_utc();
     for list in [&object, &pods, &ext_all] {
-        for item in list["items"].as_array().into_iter().flatten() {
+        let items = list["items"].as_array().expect("a list with items");
+        assert!(
+            !items.is_empty(),
+            "no item to check the timestamp of: {list}"
+        );
+        for item in items {
             let ts = time::OffsetDateTime::parse(
                 item["timestamp"].as_str().unwrap_or(""),
                 &time::format_description::well_known::Rfc3339,

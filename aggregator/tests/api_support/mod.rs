@@ -1,17 +1,21 @@
-//! Shared by the `api_*` tests: the metrics API served in-process (port-0 listener, in-memory
-//! provider, the real TLS accept loop with a self-signed certificate), a kubeconfig trusting it,
-//! the fixtures, and JSON shape comparison.
+//! Shared by the `api_*` tests: the real router served in-process (port-0 listener, the real TLS
+//! accept loop with a self-signed certificate) over a provider of the test's choice (the fake
+//! [`memstore`], or the engine), a kubeconfig trusting it, the fixtures, and JSON shape
+//! comparison.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod memstore;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dwell_aggregator::api::{ApiState, router};
-use dwell_aggregator::memstore::MemStore;
+use dwell_aggregator::provider::MetricsProvider;
 use dwell_aggregator::telemetry::Telemetry;
 use dwell_aggregator::tls::{TlsConfig, self_signed, serve, server_config};
 use dwell_e2e::kube::{CurlResponse, Kubectl, curl};
+use memstore::MemStore;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +34,7 @@ pub fn fixture(name: &str) -> Value {
 }
 
 /// Asserts `got` has the same shape as `want`: the same keys at every level (objects), arrays
-/// item by item when `want` has items, and the same JSON type for every value.
+/// of the same length item by item when `want` has items, and the same JSON type for every value.
 pub fn assert_same_shape(got: &Value, want: &Value, at: &str) {
     match (got, want) {
         (Value::Object(g), Value::Object(w)) => {
@@ -46,6 +50,13 @@ pub fn assert_same_shape(got: &Value, want: &Value, at: &str) {
             }
         }
         (Value::Array(g), Value::Array(w)) => {
+            if !w.is_empty() {
+                assert_eq!(
+                    g.len(),
+                    w.len(),
+                    "item count differs at {at}: got {got}, want {want}"
+                );
+            }
             for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
                 assert_same_shape(gv, wv, &format!("{at}[{i}]"));
             }
@@ -58,10 +69,10 @@ pub fn assert_same_shape(got: &Value, want: &Value, at: &str) {
     }
 }
 
-/// The metrics API running in this test's runtime.
-pub struct Server {
-    /// Write values here; requests read them.
-    pub store: Arc<MemStore>,
+/// The metrics API running in this test's runtime, answering from `P`.
+pub struct Server<P = MemStore> {
+    /// What requests are answered from (a [`MemStore`] to write values into, or the engine).
+    pub provider: Arc<P>,
     /// kubectl configured to trust this server.
     pub kubectl: Kubectl,
     /// `https://127.0.0.1:PORT`.
@@ -75,15 +86,21 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
-impl Server {
-    /// Serves an empty store.
+impl Server<MemStore> {
+    /// Serves an empty fake store.
     pub async fn start() -> Self {
+        Self::serve(Arc::new(MemStore::new())).await
+    }
+}
+
+impl<P: MetricsProvider> Server<P> {
+    /// Serves `provider` through the real router and TLS accept loop.
+    pub async fn serve(provider: Arc<P>) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let made = self_signed(&[]).expect("self-signed certificate");
         let config = TlsConfig::new(server_config(&made.identity).expect("server config"));
-        let store = Arc::new(MemStore::new());
         let telemetry = Arc::new(Telemetry::new());
-        let app = router(ApiState::new(store.clone(), telemetry.clone()));
+        let app = router(ApiState::new(provider.clone(), telemetry.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -97,7 +114,7 @@ impl Server {
         std::fs::write(&ca_file, &made.cert_pem).expect("write CA");
         let kubectl = Kubectl::new(dir.path(), &url, &made.cert_pem).expect("kubeconfig");
         Self {
-            store,
+            provider,
             kubectl,
             url,
             ca_file,

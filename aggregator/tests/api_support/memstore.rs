@@ -1,11 +1,31 @@
-//! An in-memory [`MetricsProvider`] that tests (and the aggregator before the engine is wired in)
-//! write to directly: values per metric, object and series, with their observation time and
-//! window, plus the labels of described objects so `*` + `labelSelector` requests can select them.
+//! A fake [`MetricsProvider`] for testing the API plumbing, not the values: a test stores the
+//! exact values it wants served (per metric, resource, namespace, object and series, with their
+//! observation time and window, plus the labels of described objects for `*` + `labelSelector`
+//! requests), and the real router answers from them. That lets the `api_values` and
+//! `api_discovery` tests check paths, JSON shapes, Quantity strings and `Status` errors against
+//! the fixtures, as the Go custom-metrics-apiserver's fake provider does for its own tests. It
+//! lives in the test tree only; nothing in the aggregator depends on it.
+//!
+//! It is not the engine, and nothing about computed values can be learnt from it
+//! (`api_engine` tests the router over the real engine where the two differ):
+//! - Values are served as stored: no rules, window, statistic, combine, unit, rounding or clamps.
+//!   Any metric can be stored under any resource, cluster-scoped ones (`nodes`) included; the
+//!   engine serves only its rules' metrics, from the sidecars' sources of the request's namespace.
+//! - Discovery lists what has been stored (nothing: the placeholder); the engine lists its rules'
+//!   metrics under their `resources` (and `external`), whether or not any source has reported.
+//! - An Object request answers every stored series of the object (two make the router's 500);
+//!   the engine combines its sources into one value. An external request answers one item per
+//!   stored series; the engine, one combined item.
+//! - A stored value never goes stale and there is no `on_missing` fallback; the engine answers a
+//!   404 "stale since …" for sources silent past `stale_after`, or the rule's fallback value.
+//! - `*` requests select objects on labels set with [`MemStore::set_object_labels`] and answer
+//!   an empty list when none match; the engine selects pods on the labels their sidecars
+//!   reported, and answers a 404 when no pod has data.
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
 
-use crate::provider::{
+use dwell_aggregator::provider::{
     CustomQuery, ExternalQuery, MetricInfo, MetricValue, MetricsProvider, ObjectRef, ProviderError,
 };
 
@@ -255,77 +275,5 @@ impl MetricsProvider for MemStore {
                 external: external.contains(name),
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::selector::Selector;
-
-    fn query(object: ObjectRef, metric_selector: &str) -> CustomQuery {
-        CustomQuery::new(
-            "dwell".into(),
-            "pods".into(),
-            Some("default".into()),
-            object,
-            Selector::parse(metric_selector).unwrap(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn selects_objects_and_series() {
-        let store = MemStore::new();
-        let t = SystemTime::UNIX_EPOCH;
-        store.push_custom(
-            "dwell",
-            "pods",
-            Some("default"),
-            "a",
-            Sample::new(1.0, t, None).label("q", "x"),
-        );
-        store.push_custom(
-            "dwell",
-            "pods",
-            Some("default"),
-            "b",
-            Sample::new(2.0, t, None).label("q", "y"),
-        );
-        store.set_object_labels("pods", Some("default"), "a", &[("app", "binder")]);
-        let all = store
-            .custom(&query(
-                ObjectRef::All(Selector::parse("app=binder").unwrap()),
-                "",
-            ))
-            .unwrap();
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].object_name, "a");
-        let named = store
-            .custom(&query(ObjectRef::Named("b".into()), "q=y"))
-            .unwrap();
-        assert_eq!(named[0].value, 2.0);
-        let miss = store.custom(&query(ObjectRef::Named("b".into()), "q=x"));
-        assert!(matches!(miss, Err(ProviderError::NotFound { .. })));
-        let infos = store.metrics();
-        assert_eq!(infos.len(), 1);
-        assert_eq!(infos[0].resources, vec!["pods".to_string()]);
-    }
-
-    #[test]
-    fn external_names_are_case_insensitive() {
-        let store = MemStore::new();
-        store.push_external(
-            "default",
-            "Queue_Dwell",
-            Sample::new(3.0, SystemTime::UNIX_EPOCH, None),
-        );
-        let q = ExternalQuery {
-            namespace: "default".into(),
-            metric: "queue_dwell".into(),
-            selector: Selector::default(),
-        };
-        assert_eq!(store.external(&q).unwrap().len(), 1);
-        assert!(store.metrics()[0].external);
     }
 }
