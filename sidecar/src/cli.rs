@@ -1,11 +1,16 @@
 //! Command-line flags (each with a `DWELL_…` environment twin) and the parsers that reject bad
-//! values up front, so a misconfigured sidecar fails at start with a clear message.
+//! values up front, so a misconfigured sidecar fails at start with a clear message. Every
+//! duration flag speaks the one grammar of [`dwell_runtime::duration`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dwell_runtime::duration::{self, DurationError};
+use dwell_runtime::logging::LogFormat;
+
 use crate::amqp::{AmqpUrl, AmqpUrlArg};
+use crate::peek;
 use crate::timestamp::Unit;
 
 /// dwell sidecar: measures how long messages waited in a RabbitMQ queue and streams compact
@@ -41,7 +46,7 @@ pub struct Args {
     pub client_key: Option<PathBuf>,
 
     /// How often a report is sent (e.g. 1s, 500ms). Ages are pre-aggregated per interval.
-    #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = duration::parse)]
     pub interval: Duration,
 
     /// The queue whose messages are observed (the report's source queue).
@@ -59,7 +64,7 @@ pub struct Args {
     pub amqp_url: Option<AmqpUrlArg>,
 
     /// How often the stats source runs a passive queue.declare (messages_ready, consumers).
-    #[arg(long, env = "DWELL_STATS_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_STATS_INTERVAL", default_value = "5s", value_parser = duration::parse)]
     pub stats_interval: Duration,
 
     /// UDP address of the report line protocol ("off" to disable).
@@ -101,7 +106,7 @@ pub struct Args {
     pub timestamp_unit: Unit,
 
     /// Largest age reported; older (and future) timestamps are clamped into [0, max-age] and counted.
-    #[arg(long, env = "DWELL_MAX_AGE", default_value = "7d", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_MAX_AGE", default_value = "7d", value_parser = duration::parse)]
     pub max_age: Duration,
 
     /// Pod name [default: $POD_NAME from the Downward API, else the hostname].
@@ -125,12 +130,12 @@ pub struct Args {
     pub backlog: u32,
 
     /// How often the aggregator host name is re-resolved to find replicas that came or went.
-    #[arg(long, env = "DWELL_RESOLVE_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_RESOLVE_INTERVAL", default_value = "10s", value_parser = duration::parse)]
     pub resolve_interval: Duration,
 
     /// On SIGTERM, how long to try delivering the final (goodbye) report before exiting. Keep it
     /// below the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "DWELL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
     pub shutdown_timeout: Duration,
 
     /// Log format.
@@ -149,15 +154,6 @@ pub enum QueueType {
     Stream,
     /// Not asserted: never peeked.
     Unknown,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// A listen address, or off.
@@ -188,49 +184,23 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         .map_err(|_| format!("{s:?} is not an ip:port address (or \"off\")"))
 }
 
-/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m`, `1h`, `7d`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2m, 1h, 7d)"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(format!("{s:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// Why a `--peek-interval` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PeekIntervalError {
+    /// Not a duration at all.
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    /// A duration, but under [`peek::MIN_INTERVAL`].
+    #[error("{0:?} is too short: peeking more than once per 10s is unsafe")]
+    TooShort(String),
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_millis(1) {
-        return Err(format!("{s:?} must be at least 1ms"));
-    }
-    Ok(d)
-}
-
-fn parse_peek_interval(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_secs(10) {
-        return Err(format!(
-            "{s:?} is too short: peeking more than once per 10s is unsafe"
-        ));
+/// The one duration grammar, plus the peek rule: at least [`peek::MIN_INTERVAL`] (10 s), because
+/// every peek marks a message redelivered.
+fn parse_peek_interval(s: &str) -> Result<Duration, PeekIntervalError> {
+    let d = duration::parse(s)?;
+    if d < peek::MIN_INTERVAL {
+        return Err(PeekIntervalError::TooShort(s.trim().to_owned()));
     }
     Ok(d)
 }
@@ -242,17 +212,24 @@ mod tests {
 
     #[test]
     fn durations_parse_and_reject() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_positive_duration("0s").is_err());
-        assert!(parse_peek_interval("5s").is_err());
-        assert!(parse_peek_interval("10s").is_ok());
+        let flag = |name: &str, value: &str| {
+            Args::try_parse_from(["dwell-sidecar", "--queue", "q", name, value])
+        };
+        let interval = |v: &str| flag("--interval", v).map(|a| a.interval).map_err(|_| ());
+        assert_eq!(interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(interval("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(interval("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(interval("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(interval("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(interval("1x").is_err());
+        assert!(interval("").is_err());
+        assert!(interval("-1s").is_err());
+        assert!(interval("0s").is_err());
+        assert!(flag("--peek-interval", "5s").is_err());
+        assert!(flag("--peek-interval", "10s").is_ok());
+        let too_short = parse_peek_interval("5s").unwrap_err().to_string();
+        assert!(too_short.contains("10s"), "{too_short}");
     }
 
     #[test]

@@ -7,14 +7,12 @@
 
 pub mod accumulator;
 pub mod amqp;
-pub mod backoff;
 pub mod cli;
 pub mod identity;
 pub mod interval;
 pub mod peek;
 pub mod push;
 pub mod report;
-pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod timestamp;
@@ -47,11 +45,11 @@ pub struct Sidecar {
     resolver: Option<push::Resolver>,
 }
 
-/// Runs the sidecar until SIGTERM.
-pub async fn run(args: cli::Args) -> anyhow::Result<()> {
-    telemetry::init_logging(args.log_format);
+/// Runs the sidecar until `shutdown` fires (logging and the crypto provider are set up first,
+/// by `dwell_runtime::boot`).
+pub async fn run(args: cli::Args, shutdown: CancellationToken) -> anyhow::Result<()> {
     let sidecar = Sidecar::bind(args).await?;
-    sidecar.run(shutdown::on_signal()).await
+    sidecar.run(shutdown).await
 }
 
 impl Sidecar {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::AmqpUrl;
-use crate::backoff::Backoff;
+use dwell_runtime::backoff::Backoff;
 use crate::telemetry::Metrics;
 use crate::timestamp::now_ms;
 

@@ -15,7 +15,7 @@ use tonic::transport::Endpoint;
 
 use super::Target;
 use super::backlog::Backlog;
-use crate::backoff::Backoff;
+use dwell_runtime::backoff::Backoff;
 use crate::telemetry::Metrics;
 
 /// Why a stream ended in error.
