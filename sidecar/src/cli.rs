@@ -2,6 +2,7 @@
 //! values up front, so a misconfigured sidecar fails at start with a clear message. Every
 //! duration flag speaks the one grammar of [`dwell_runtime::duration`].
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use dwell_runtime::duration::{self, DurationError};
 use dwell_runtime::logging::LogFormat;
 
-use crate::amqp::{AmqpUrl, AmqpUrlArg};
+use crate::amqp::{AmqpUrl, AmqpUrlError};
 use crate::peek;
 use crate::timestamp::Unit;
 
@@ -60,7 +61,7 @@ pub struct Args {
     /// AMQP URL for the stats (and peek) sources, e.g. amqp://user:pass@rabbitmq:5672/%2f. Use a
     /// separate user with no queue permissions (read only when --peek is on). Without it only the
     /// report source runs. The password is never logged.
-    #[arg(long, env = "DWELL_AMQP_URL", value_parser = AmqpUrl::parse_arg)]
+    #[arg(long, env = "DWELL_AMQP_URL", value_parser = parse_amqp_url)]
     pub amqp_url: Option<AmqpUrlArg>,
 
     /// How often the stats source runs a passive queue.declare (messages_ready, consumers).
@@ -175,13 +176,44 @@ impl Listen {
     }
 }
 
-fn parse_listen(s: &str) -> Result<Listen, String> {
+/// The `--amqp-url` flag as given: a URL, or the reason it is not one (without the password).
+#[derive(Clone)]
+pub struct AmqpUrlArg(Result<AmqpUrl, AmqpUrlError>);
+
+impl AmqpUrlArg {
+    /// The URL, or why it is not one.
+    pub fn validate(&self) -> Result<AmqpUrl, AmqpUrlError> {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for AmqpUrlArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(u) => write!(f, "{u:?}"),
+            Err(e) => write!(f, "invalid({e})"),
+        }
+    }
+}
+
+/// Never fails: clap would echo a refused value (password and all) in its error, so the
+/// (redacted) reason is kept for the app to report instead.
+fn parse_amqp_url(raw: &str) -> Result<AmqpUrlArg, std::convert::Infallible> {
+    Ok(AmqpUrlArg(AmqpUrl::parse(raw)))
+}
+
+/// A listen address that is neither `ip:port` nor `off`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an ip:port address (or \"off\")")]
+pub struct ListenError(String);
+
+fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Listen::Off);
     }
     s.parse::<SocketAddr>()
         .map(Listen::On)
-        .map_err(|_| format!("{s:?} is not an ip:port address (or \"off\")"))
+        .map_err(|_| ListenError(s.to_owned()))
 }
 
 /// Why a `--peek-interval` was refused.
@@ -254,7 +286,7 @@ mod tests {
             Listen::Off
         );
         let arg = with(&["--amqp-url", "amqp://u:s3cret@[bad"]).unwrap();
-        let err = arg.amqp_url.as_ref().unwrap().validate().unwrap_err();
+        let err = arg.amqp_url.as_ref().unwrap().validate().unwrap_err().to_string();
         assert!(
             !err.contains("s3cret") && !format!("{arg:?}").contains("s3cret"),
             "{err}"

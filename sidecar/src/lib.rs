@@ -59,35 +59,46 @@ impl Sidecar {
             anyhow::bail!("--queue must be 1 to 255 bytes");
         }
         let amqp_url = match &args.amqp_url {
-            Some(arg) => Some(arg.validate().map_err(anyhow::Error::msg)?),
+            Some(arg) => Some(
+                arg.validate()
+                    .map_err(|e| anyhow::anyhow!("--amqp-url: {e}"))?,
+            ),
             None => None,
         };
         if args.peek && amqp_url.is_none() {
             anyhow::bail!("--peek needs --amqp-url");
         }
-        let ca = match &args.aggregator_ca {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .with_context(|| format!("reading --aggregator-ca {}", path.display()))?,
-            ),
-            None => None,
-        };
-        let mut target = push::Target::parse(&args.aggregator, ca).map_err(anyhow::Error::msg)?;
+        let mut target = push::Target::parse(&args.aggregator)
+            .map_err(|e| anyhow::anyhow!("--aggregator {:?}: {e}", args.aggregator))?;
+        if let Some(path) = &args.aggregator_ca {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --aggregator-ca {}", path.display()))?;
+            target = target
+                .with_ca(&pem)
+                .map_err(|e| anyhow::anyhow!("--aggregator-ca {e}"))?;
+        }
         if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
             let read = |flag: &str, path: &std::path::Path| {
                 std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))
             };
             target = target
                 .with_identity(read("--client-cert", cert)?, read("--client-key", key)?)
-                .map_err(anyhow::Error::msg)?;
+                .map_err(|e| match e {
+                    push::TlsError::NoPrivateKey => anyhow::anyhow!("--client-key {e}"),
+                    _ => anyhow::anyhow!("--client-cert {e}"),
+                })?;
         }
         let env = |k: &str| std::env::var(k).ok();
         let identity = Identity::resolve(&identity::Sources {
-            pod_flag: args.pod_name.as_deref(),
-            namespace_flag: args.pod_namespace.as_deref(),
+            pod: args.pod_name.as_deref(),
+            namespace: args.pod_namespace.as_deref(),
             labels_file: args.labels_file.as_deref(),
-            label_flags: &args.labels,
+            labels: &args.labels,
             env: &env,
+        })
+        .map_err(|e| match e {
+            identity::IdentityError::Label(_) => anyhow::anyhow!("--label {e}"),
+            _ => anyhow::anyhow!("--labels-file: {e}"),
         })?;
         let vhost = args
             .vhost

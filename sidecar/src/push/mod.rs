@@ -21,9 +21,11 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use crate::telemetry::Metrics;
 use backlog::Backlog;
 
-/// Where reports go: the `--aggregator` URL, split up.
+/// Where reports go: the aggregator URL, split up.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The URL as given (for log lines).
+    pub url: String,
     /// Host name (or IP literal) to resolve.
     pub host: String,
     /// Port.
@@ -34,43 +36,61 @@ pub struct Target {
     pub tls: Option<ClientTlsConfig>,
 }
 
+/// Why an aggregator URL was refused (the caller names the URL and where it came from).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Not a URL at all.
+    #[error("not a URL ({0})")]
+    NotAUrl(http::uri::InvalidUri),
+    /// Neither `http://` nor `https://`.
+    #[error("must start with http:// or https://")]
+    Scheme,
+    /// A path after the authority (the gRPC paths are fixed).
+    #[error("must not have a path")]
+    Path,
+    /// No host after the scheme.
+    #[error("has no host")]
+    NoHost,
+}
+
+/// Why TLS material was refused for a target (the caller names the file or flag it came from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// TLS material for a plain `http://` target.
+    #[error("needs an https:// aggregator")]
+    NotHttps,
+    /// The client certificate file holds no PEM certificate.
+    #[error("holds no PEM CERTIFICATE block")]
+    NoCertificate,
+    /// The client key file holds no PEM private key.
+    #[error("holds no PEM PRIVATE KEY block")]
+    NoPrivateKey,
+}
+
 impl Target {
-    /// Parses `http://host:port` or `https://host:port`; `ca_pem` adds trusted CAs for https.
-    pub fn parse(url: &str, ca_pem: Option<Vec<u8>>) -> Result<Self, String> {
-        let origin: Uri = url
-            .parse()
-            .map_err(|e| format!("--aggregator {url:?} is not a URL: {e}"))?;
+    /// Parses `http://host:port` or `https://host:port` (port 80 or 443 when left out); https
+    /// trusts the system roots.
+    pub fn parse(url: &str) -> Result<Self, TargetError> {
+        let origin: Uri = url.parse().map_err(TargetError::NotAUrl)?;
         let https = match origin.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => {
-                return Err(format!(
-                    "--aggregator {url:?} must start with http:// or https://"
-                ));
-            }
+            _ => return Err(TargetError::Scheme),
         };
         if origin.path() != "/" && !origin.path().is_empty() {
-            return Err(format!("--aggregator {url:?} must not have a path"));
+            return Err(TargetError::Path);
         }
         let host = origin
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("--aggregator {url:?} has no host"))?
+            .ok_or(TargetError::NoHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
         let port = origin.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = https.then(|| {
-            let tls = ClientTlsConfig::new().with_native_roots();
-            match &ca_pem {
-                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-                None => tls,
-            }
-        });
-        if !https && ca_pem.is_some() {
-            return Err("--aggregator-ca needs an https:// aggregator".into());
-        }
+        let tls = https.then(|| ClientTlsConfig::new().with_native_roots());
         Ok(Self {
+            url: url.to_owned(),
             host,
             port,
             origin,
@@ -78,27 +98,30 @@ impl Target {
         })
     }
 
+    /// Also trusts the CA certificates in `ca_pem` (for an aggregator with a private CA).
+    pub fn with_ca(mut self, ca_pem: &[u8]) -> Result<Self, TlsError> {
+        let tls = self.tls.take().ok_or(TlsError::NotHttps)?;
+        self.tls = Some(tls.ca_certificate(Certificate::from_pem(ca_pem)));
+        Ok(self)
+    }
+
     /// Presents a client certificate (PEM chain and key) on every https connection, for an
     /// aggregator that requires mTLS.
-    pub fn with_identity(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, String> {
-        let Some(tls) = self.tls.take() else {
-            return Err("--client-cert needs an https:// aggregator".into());
-        };
-        if !cert_pem
-            .windows(b"-----BEGIN CERTIFICATE-----".len())
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-        {
-            return Err("--client-cert holds no PEM CERTIFICATE block".into());
+    pub fn with_identity(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, TlsError> {
+        let tls = self.tls.take().ok_or(TlsError::NotHttps)?;
+        if !contains(&cert_pem, b"-----BEGIN CERTIFICATE-----") {
+            return Err(TlsError::NoCertificate);
         }
-        if !key_pem
-            .windows(b"PRIVATE KEY-----".len())
-            .any(|w| w == b"PRIVATE KEY-----")
-        {
-            return Err("--client-key holds no PEM PRIVATE KEY block".into());
+        if !contains(&key_pem, b"PRIVATE KEY-----") {
+            return Err(TlsError::NoPrivateKey);
         }
         self.tls = Some(tls.identity(Identity::from_pem(cert_pem, key_pem)));
         Ok(self)
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Resolves (host, port) to the aggregator addresses; DNS in production, a fixed set in tests.
@@ -214,17 +237,17 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = Target::parse("http://dwell-aggregator.dwell.svc:50051", None).unwrap();
+        let t = Target::parse("http://dwell-aggregator.dwell.svc:50051").unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.tls.is_none()),
             ("dwell-aggregator.dwell.svc", 50051, true)
         );
-        let t = Target::parse("https://[::1]:8443", None).unwrap();
+        let t = Target::parse("https://[::1]:8443").unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.tls.is_some()),
             ("::1", 8443, true)
         );
-        assert_eq!(Target::parse("https://agg", None).unwrap().port, 443);
+        assert_eq!(Target::parse("https://agg").unwrap().port, 443);
         for bad in [
             "ftp://x:1",
             "x:1",
@@ -232,18 +255,19 @@ mod tests {
             "http://",
             "not a url",
         ] {
-            assert!(Target::parse(bad, None).is_err(), "{bad}");
+            assert!(Target::parse(bad).is_err(), "{bad}");
         }
-        assert!(Target::parse("http://x:1", Some(b"pem".to_vec())).is_err());
+        let http = Target::parse("http://x:1").unwrap();
+        assert_eq!(http.with_ca(b"pem").unwrap_err(), TlsError::NotHttps);
     }
 
     #[test]
     fn client_identity_needs_https_and_pem() {
         let cert = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_vec();
         let key = b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n".to_vec();
-        let http = Target::parse("http://x:1", None).unwrap();
+        let http = Target::parse("http://x:1").unwrap();
         assert!(http.with_identity(cert.clone(), key.clone()).is_err());
-        let https = || Target::parse("https://x:1", None).unwrap();
+        let https = || Target::parse("https://x:1").unwrap();
         assert!(
             https()
                 .with_identity(b"nope".to_vec(), key.clone())
