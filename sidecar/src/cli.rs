@@ -286,7 +286,13 @@ mod tests {
             Listen::Off
         );
         let arg = with(&["--amqp-url", "amqp://u:s3cret@[bad"]).unwrap();
-        let err = arg.amqp_url.as_ref().unwrap().validate().unwrap_err().to_string();
+        let err = arg
+            .amqp_url
+            .as_ref()
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(
             !err.contains("s3cret") && !format!("{arg:?}").contains("s3cret"),
             "{err}"

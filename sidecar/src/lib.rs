@@ -165,7 +165,8 @@ impl Sidecar {
                 .unwrap_or(i64::MAX)
                 .min(dwell_proto::summary::MAX_AGE_MS),
         };
-        let accumulator = Arc::new(Accumulator::new(policy, metrics.clone()));
+        let clock = dwell_runtime::clock::SystemClock::shared();
+        let accumulator = Arc::new(Accumulator::new(policy, clock.clone(), metrics.clone()));
         let backlog = Backlog::new(a.backlog as usize, metrics.clone());
         let (state_tx, state_rx) = watch::channel(None);
         let instance: u64 = rand::random();
@@ -208,6 +209,7 @@ impl Sidecar {
                 every: a.stats_interval,
                 state: state_tx,
                 metrics: metrics.clone(),
+                clock: clock.clone(),
             };
             tasks.spawn(stats.run(cancel.clone()));
             if a.peek {
@@ -241,6 +243,7 @@ impl Sidecar {
             state: state_rx,
             backlog: backlog.clone(),
             metrics: metrics.clone(),
+            clock,
         };
         let reporter = tokio::spawn(reporter.run(cancel.clone()));
         let push_stop = CancellationToken::new();

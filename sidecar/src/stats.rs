@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dwell_proto::v1::QueueState;
+use dwell_runtime::backoff::Backoff;
+use dwell_runtime::clock::SharedClock;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -14,9 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::AmqpUrl;
-use dwell_runtime::backoff::Backoff;
 use crate::telemetry::Metrics;
-use crate::timestamp::now_ms;
 
 /// What the stats source needs.
 pub struct Stats {
@@ -30,6 +30,8 @@ pub struct Stats {
     pub state: watch::Sender<Option<QueueState>>,
     /// Self-metrics.
     pub metrics: Arc<Metrics>,
+    /// Stamps each observation (`observed_at_ms`).
+    pub clock: SharedClock,
 }
 
 /// A passive declare: the queue's ready count and consumers, or the broker's refusal.
@@ -133,7 +135,7 @@ impl Stats {
                     self.state.send_replace(Some(QueueState {
                         messages_ready: u64::from(ready),
                         consumers,
-                        observed_at_ms: now_ms(),
+                        observed_at_ms: self.clock.now_ms(),
                     }));
                 }
                 Ok(Err(e)) => {

@@ -15,8 +15,8 @@ use tonic::transport::Endpoint;
 
 use super::Target;
 use super::backlog::Backlog;
-use dwell_runtime::backoff::Backoff;
 use crate::telemetry::Metrics;
+use dwell_runtime::backoff::Backoff;
 
 /// Why a stream ended in error.
 #[derive(Debug, thiserror::Error)]

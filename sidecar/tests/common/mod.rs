@@ -323,5 +323,6 @@ pub async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
 
 /// Unix time now in milliseconds.
 pub fn now_ms() -> i64 {
-    dwell_sidecar::timestamp::now_ms()
+    use dwell_runtime::clock::Clock;
+    dwell_runtime::clock::SystemClock.now_ms()
 }
