@@ -11,7 +11,7 @@ use dwell_runtime::duration::{self, DurationError};
 use dwell_runtime::logging::LogFormat;
 
 use crate::amqp::{AmqpUrl, AmqpUrlError};
-use crate::peek;
+use crate::peek::{self, QueueType};
 use crate::timestamp::Unit;
 
 /// dwell sidecar: measures how long messages waited in a RabbitMQ queue and streams compact
@@ -142,19 +142,6 @@ pub struct Args {
     /// Log format.
     #[arg(long, env = "DWELL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// The operator's assertion of the queue's type (peek needs "classic").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueueType {
-    /// A classic queue: peek may run (if the other gates hold).
-    Classic,
-    /// A quorum queue: never peeked (a requeue counts towards the delivery limit).
-    Quorum,
-    /// A stream: never peeked (basic.get is a connection error).
-    Stream,
-    /// Not asserted: never peeked.
-    Unknown,
 }
 
 /// A listen address, or off.

@@ -1,4 +1,4 @@
-//! The interval clock: every `--interval` it takes the accumulator's summary, adds the latest
+//! The interval clock: every interval it takes the accumulator's summary, adds the latest
 //! queue state and the running counters, and appends one numbered [`Report`] to the backlog. On
 //! shutdown it closes the last, partial interval with a goodbye report.
 
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dwell_proto::v1::{Counters, QueueState, Report, Source, report::Ages};
 use dwell_runtime::clock::SharedClock;
+use dwell_runtime::periodic::{First, Ticker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -14,16 +15,23 @@ use crate::accumulator::Accumulator;
 use crate::push::backlog::Backlog;
 use crate::telemetry::Metrics;
 
+/// How reports are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Report period.
+    pub every: Duration,
+    /// Queue state older than this is not sent (the broker has been unreachable).
+    pub state_max_age: Duration,
+}
+
 /// Builds and numbers reports.
 pub struct Reporter {
     /// Who observes (sent in every report).
     pub source: Source,
     /// Random per process; with `seq` it makes resends idempotent.
     pub instance: u64,
-    /// Report period.
-    pub every: Duration,
-    /// Queue state older than this is not sent (the broker has been unreachable).
-    pub state_max_age: Duration,
+    /// Period and freshness rule.
+    pub config: Config,
     /// The current interval's ages.
     pub accumulator: Arc<Accumulator>,
     /// The stats source's latest view.
@@ -37,35 +45,36 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Emits a report per interval until `cancel` fires, then a final goodbye report.
-    pub async fn run(self, cancel: CancellationToken) {
+    /// Emits a report per interval until `shutdown` fires, then a final goodbye report.
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut seq = 0u64;
         let mut start = self.clock.now_ms();
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let goodbye = tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = tick.tick() => false,
-            };
+        let mut ticker = Ticker::new(self.config.every, First::AfterPeriod, &shutdown);
+        while ticker.tick().await {
             seq += 1;
-            let end = self.clock.now_ms().max(start);
-            let report = self.build(seq, start, end, goodbye);
-            self.metrics.reports_built.inc();
-            self.backlog.push(report);
-            start = end;
-            if goodbye {
-                tracing::info!(seq, "goodbye report queued");
-                return;
-            }
+            start = self.close_interval(seq, start, false);
         }
+        // The last, partial interval is the goodbye: every aggregator forgets this source at
+        // once instead of counting it until it goes stale.
+        seq += 1;
+        self.close_interval(seq, start, true);
+        tracing::info!(seq, "goodbye report queued");
+    }
+
+    /// Appends the report for `[start_ms, now)` to the backlog; returns its end.
+    fn close_interval(&self, seq: u64, start_ms: i64, goodbye: bool) -> i64 {
+        // A wall clock stepped back must not give an interval that ends before it starts.
+        let end_ms = self.clock.now_ms().max(start_ms);
+        let report = self.build(seq, start_ms, end_ms, goodbye);
+        self.metrics.reports_built.inc();
+        self.backlog.push(report);
+        end_ms
     }
 
     /// The report for `[start_ms, end_ms)`.
     pub fn build(&self, seq: u64, start_ms: i64, end_ms: i64, goodbye: bool) -> Report {
         let summary = self.accumulator.take();
-        let fresh_after = end_ms - self.state_max_age.as_millis() as i64;
+        let fresh_after = end_ms - self.config.state_max_age.as_millis() as i64;
         let queue_state = (*self.state.borrow()).filter(|s| s.observed_at_ms >= fresh_after);
         let m = &self.metrics;
         Report {
@@ -124,8 +133,10 @@ mod tests {
                 ..Default::default()
             },
             instance: 7,
-            every,
-            state_max_age: Duration::from_secs(15),
+            config: Config {
+                every,
+                state_max_age: Duration::from_secs(15),
+            },
             accumulator: acc,
             state: rx,
             backlog: Backlog::new(10, metrics.clone()),

@@ -6,5 +6,5 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let args = dwell_sidecar::cli::Args::parse();
     dwell_runtime::boot(args.log_format)?;
-    dwell_sidecar::run(args, dwell_runtime::signal::shutdown_on_signal()).await
+    dwell_sidecar::app::run(args, dwell_runtime::signal::shutdown_on_signal()).await
 }

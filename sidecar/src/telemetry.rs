@@ -198,18 +198,18 @@ impl Metrics {
     }
 }
 
-/// Serves `/healthz` and `/metrics` on `listener` until `cancel` fires.
+/// Serves `/healthz` and `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(render))
         .with_state(metrics);
     axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 

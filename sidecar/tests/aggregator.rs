@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use common::{Running, args, eventually, now_ms};
+use common::{Running, eventually, now_ms, settings};
 use dwell_proto::v1::inspect_client::InspectClient;
 use dwell_proto::v1::{ListSourcesRequest, SourceInfo};
 use dwell_sidecar::Sidecar;
@@ -78,7 +78,7 @@ async fn aggregator_crash_and_restart_rebuilds_the_window() {
     let mut agg = Aggregator::start(&bin, grpc, metrics);
     let q = "dwell.test.sidecar.real-aggregator";
     let running = Running::start(
-        Sidecar::bind(args(grpc, q, &["--backlog", "600"]))
+        Sidecar::bind(settings(grpc, q, &["--backlog", "600"]))
             .await
             .unwrap(),
     )

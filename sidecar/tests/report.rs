@@ -4,13 +4,15 @@
 
 mod common;
 
-use common::{Peer, Running, ages, args, eventually, http, metric, now_ms};
+use common::{Peer, Running, ages, eventually, http, metric, now_ms, settings};
 use dwell_sidecar::Sidecar;
 
 #[tokio::test]
 async fn reported_ages_match_the_truth_within_resolution() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let sidecar = Sidecar::bind(args(peer.addr, "orders", &[])).await.unwrap();
+    let sidecar = Sidecar::bind(settings(peer.addr, "orders", &[]))
+        .await
+        .unwrap();
     let running = Running::start(sidecar).await;
 
     // Seconds (the spec's property): floor() loses up to 1 s, so the age is within [truth, truth+1s).
@@ -98,7 +100,9 @@ async fn reported_ages_match_the_truth_within_resolution() {
 #[tokio::test]
 async fn bad_input_is_rejected_and_counted() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let sidecar = Sidecar::bind(args(peer.addr, "orders", &[])).await.unwrap();
+    let sidecar = Sidecar::bind(settings(peer.addr, "orders", &[]))
+        .await
+        .unwrap();
     let running = Running::start(sidecar).await;
     let t = running.telemetry;
 

@@ -1,7 +1,8 @@
-//! Pushing reports to the aggregator: every address the `--aggregator` host resolves to gets its
-//! own stream ([`stream`]), fed from one shared [`backlog::Backlog`]. The name is re-resolved
+//! Pushing reports to the aggregator: every address the aggregator's host name resolves to gets
+//! its own stream ([`stream`]), fed from one shared [`backlog::Backlog`]. The name is re-resolved
 //! periodically: replicas that went away are dropped, new ones start with the whole backlog, so
-//! every replica holds the full picture without any coordination between them.
+//! every replica holds the full picture without any coordination between them. After shutdown
+//! the streams get a bounded time to deliver the goodbye report.
 
 pub mod backlog;
 pub mod stream;
@@ -13,9 +14,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dwell_runtime::periodic::{First, Ticker};
 use http::Uri;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::telemetry::Metrics;
@@ -142,37 +145,58 @@ pub fn dns_resolver() -> Resolver {
     })
 }
 
+/// Where and how reports are pushed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The aggregator.
+    pub target: Target,
+    /// How often its name is re-resolved (replicas come and go behind a headless Service).
+    pub resolve_interval: Duration,
+    /// After shutdown, how long the goodbye report may take to be acknowledged everywhere.
+    pub shutdown_timeout: Duration,
+}
+
 /// Keeps one stream per resolved aggregator address.
 pub struct Pusher {
-    /// Where to push.
-    pub target: Arc<Target>,
+    /// Where and how to push.
+    pub config: Config,
     /// What to push.
     pub backlog: Arc<Backlog>,
-    /// How often to re-resolve.
-    pub resolve_interval: Duration,
     /// Self-metrics.
     pub metrics: Arc<Metrics>,
     /// How addresses are found.
     pub resolver: Resolver,
 }
 
+/// One address's stream task.
+struct Worker {
+    stop: CancellationToken,
+    done: JoinHandle<()>,
+}
+
 impl Pusher {
-    /// Runs until the goodbye report has been delivered everywhere it could be, or `stop` fires.
-    pub async fn run(self, stop: CancellationToken) {
-        let mut workers: BTreeMap<SocketAddr, CancellationToken> = BTreeMap::new();
-        let mut tasks = JoinSet::new();
-        let mut changes = self.backlog.subscribe();
-        loop {
-            if self.backlog.goodbye_seq().is_some() {
+    /// Streams to every resolved address until `shutdown`, then gives the streams up to the
+    /// shutdown timeout to deliver what is left, the goodbye report included. The streams are
+    /// spawned on `tasks` (the process's one tracker); they do not watch `shutdown` themselves,
+    /// because the goodbye report is only queued once it fires.
+    pub async fn run(self, shutdown: CancellationToken, tasks: TaskTracker) {
+        let target = Arc::new(self.config.target.clone());
+        // Cancelled once the goodbye may no longer be waited for; every stream stops with it.
+        let abandon = CancellationToken::new();
+        let mut workers: BTreeMap<SocketAddr, Worker> = BTreeMap::new();
+        let mut ticker = Ticker::new(self.config.resolve_interval, First::Now, &shutdown);
+        while ticker.tick().await {
+            // A resolve still running at shutdown is abandoned: the deadline starts now.
+            let Some(resolved) = shutdown.run_until_cancelled(self.resolve()).await else {
                 break;
-            }
-            match self.resolve().await {
+            };
+            match resolved {
                 Ok(addrs) if !addrs.is_empty() => {
-                    workers.retain(|addr, token| {
+                    workers.retain(|addr, worker| {
                         let keep = addrs.contains(addr);
                         if !keep {
                             tracing::info!(aggregator = %addr, "aggregator address gone; dropping its stream");
-                            token.cancel();
+                            worker.stop.cancel();
                         }
                         keep
                     });
@@ -181,52 +205,46 @@ impl Pusher {
                             continue;
                         }
                         tracing::info!(aggregator = %addr, "new aggregator address; streaming to it");
-                        let token = stop.child_token();
-                        workers.insert(addr, token.clone());
-                        tasks.spawn(stream::run(
+                        let stop = abandon.child_token();
+                        let done = tasks.spawn(stream::run(
                             addr,
-                            self.target.clone(),
+                            target.clone(),
                             self.backlog.clone(),
-                            token,
+                            stop.clone(),
                             self.metrics.clone(),
                         ));
+                        workers.insert(addr, Worker { stop, done });
                     }
                 }
                 Ok(_) => {
-                    tracing::warn!(host = %self.target.host, "aggregator name resolved to no address")
+                    tracing::warn!(host = %target.host, "aggregator name resolved to no address")
                 }
                 // Keep streaming to the known addresses: a DNS hiccup is not a replica leaving.
                 Err(e) => {
-                    tracing::warn!(host = %self.target.host, error = %e, "cannot resolve the aggregator")
+                    tracing::warn!(host = %target.host, error = %e, "cannot resolve the aggregator")
                 }
             }
             self.metrics.aggregator_addresses.set(workers.len() as i64);
-            // Reap finished workers so the set does not grow.
-            while tasks.try_join_next().is_some() {}
-            let wait = tokio::time::sleep(self.resolve_interval);
-            tokio::pin!(wait);
-            // Wake early for the goodbye report, so shutdown never waits for a resolve tick.
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = &mut wait => break,
-                    c = changes.changed() => {
-                        if c.is_err() || self.backlog.goodbye_seq().is_some() {
-                            break;
-                        }
-                    }
-                }
+        }
+        // Shutting down: each stream ends once its replica acknowledged the goodbye.
+        let delivered = async {
+            for worker in workers.into_values() {
+                let _ = worker.done.await;
             }
+        };
+        if tokio::time::timeout(self.config.shutdown_timeout, delivered)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?self.config.shutdown_timeout,
+                "shutdown timeout: not every aggregator acknowledged the goodbye report");
         }
-        // Shutting down: each worker ends once its replica acknowledged the goodbye.
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = async { while tasks.join_next().await.is_some() {} } => {}
-        }
+        abandon.cancel();
     }
 
     async fn resolve(&self) -> std::io::Result<BTreeSet<SocketAddr>> {
-        let addrs = (self.resolver)(self.target.host.clone(), self.target.port).await?;
+        let Target { host, port, .. } = &self.config.target;
+        let addrs = (self.resolver)(host.clone(), *port).await?;
         Ok(addrs.into_iter().collect())
     }
 }
