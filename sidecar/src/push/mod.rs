@@ -180,17 +180,35 @@ impl Pusher {
     /// spawned on `tasks` (the process's one tracker); they do not watch `shutdown` themselves,
     /// because the goodbye report is only queued once it fires.
     pub async fn run(self, shutdown: CancellationToken, tasks: TaskTracker) {
-        let target = Arc::new(self.config.target.clone());
         // Cancelled once the goodbye may no longer be waited for; every stream stops with it.
         let abandon = CancellationToken::new();
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(self.config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            () = self.stream_until_goodbye(&shutdown, &abandon, &tasks) => {}
+            () = deadline => {
+                tracing::warn!(timeout = ?self.config.shutdown_timeout,
+                    "shutdown timeout: not every aggregator acknowledged the goodbye report");
+            }
+        }
+        abandon.cancel();
+    }
+
+    /// Keeps one stream per resolved address until `shutdown`, then waits for every stream to
+    /// end (each ends once its replica acknowledged the goodbye report).
+    async fn stream_until_goodbye(
+        &self,
+        shutdown: &CancellationToken,
+        abandon: &CancellationToken,
+        tasks: &TaskTracker,
+    ) {
+        let target = Arc::new(self.config.target.clone());
         let mut workers: BTreeMap<SocketAddr, Worker> = BTreeMap::new();
-        let mut ticker = Ticker::new(self.config.resolve_interval, First::Now, &shutdown);
+        let mut ticker = Ticker::new(self.config.resolve_interval, First::Now, shutdown);
         while ticker.tick().await {
-            // A resolve still running at shutdown is abandoned: the deadline starts now.
-            let Some(resolved) = shutdown.run_until_cancelled(self.resolve()).await else {
-                break;
-            };
-            match resolved {
+            match self.resolve().await {
                 Ok(addrs) if !addrs.is_empty() => {
                     workers.retain(|addr, worker| {
                         let keep = addrs.contains(addr);
@@ -226,20 +244,9 @@ impl Pusher {
             }
             self.metrics.aggregator_addresses.set(workers.len() as i64);
         }
-        // Shutting down: each stream ends once its replica acknowledged the goodbye.
-        let delivered = async {
-            for worker in workers.into_values() {
-                let _ = worker.done.await;
-            }
-        };
-        if tokio::time::timeout(self.config.shutdown_timeout, delivered)
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?self.config.shutdown_timeout,
-                "shutdown timeout: not every aggregator acknowledged the goodbye report");
+        for worker in workers.into_values() {
+            let _ = worker.done.await;
         }
-        abandon.cancel();
     }
 
     async fn resolve(&self) -> std::io::Result<BTreeSet<SocketAddr>> {
@@ -297,5 +304,52 @@ mod tests {
                 .is_err()
         );
         assert!(https().with_identity(cert, key).unwrap().tls.is_some());
+    }
+
+    /// After shutdown the goodbye gets the shutdown timeout, then every stream is given up.
+    #[tokio::test]
+    async fn the_goodbye_gets_the_shutdown_timeout_and_no_more() {
+        let metrics = Metrics::new();
+        let backlog = Backlog::new(10, metrics.clone());
+        // Nothing listens on port 1: the goodbye can never be delivered.
+        let resolver: Resolver =
+            Arc::new(|_, _| Box::pin(async { Ok(vec![SocketAddr::from(([127, 0, 0, 1], 1))]) }));
+        let timeout = Duration::from_millis(300);
+        let pusher = Pusher {
+            config: Config {
+                target: Target::parse("http://agg:1").unwrap(),
+                resolve_interval: Duration::from_secs(10),
+                shutdown_timeout: timeout,
+            },
+            backlog: backlog.clone(),
+            metrics: metrics.clone(),
+            resolver,
+        };
+        let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let pushing = tasks.spawn(pusher.run(shutdown.clone(), tasks.clone()));
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while metrics.stream_failures.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the stream tries and fails");
+        backlog.push(dwell_proto::v1::Report {
+            seq: 1,
+            goodbye: true,
+            ..Default::default()
+        });
+        let stopped = tokio::time::Instant::now();
+        shutdown.cancel();
+        pushing.await.unwrap();
+        let waited = stopped.elapsed();
+        assert!(
+            waited >= timeout && waited < timeout * 5,
+            "waited {waited:?}"
+        );
+        tokio::time::timeout(Duration::from_secs(2), tasks.wait())
+            .await
+            .expect("the abandoned stream stops too");
     }
 }

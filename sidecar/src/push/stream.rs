@@ -71,9 +71,12 @@ pub async fn run(
         } else {
             backoff.next_delay()
         };
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
+        if stop
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_none()
+        {
+            break;
         }
     }
     backlog.unregister(addr);
