@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dwell_proto::v1::ingest_client::IngestClient;
 use dwell_proto::v1::{Ack, Report};
+use dwell_runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,6 @@ use tonic::transport::Endpoint;
 use super::Target;
 use super::backlog::Backlog;
 use crate::telemetry::Metrics;
-use dwell_runtime::backoff::Backoff;
 
 /// Why a stream ended in error.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +71,8 @@ pub async fn run(
         } else {
             backoff.next_delay()
         };
-        if stop
-            .run_until_cancelled(tokio::time::sleep(delay))
-            .await
-            .is_none()
-        {
+        let pause = tokio::time::sleep(delay);
+        if stop.run_until_cancelled(pause).await.is_none() {
             break;
         }
     }
