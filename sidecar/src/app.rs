@@ -271,7 +271,7 @@ impl Sidecar {
             settings,
             udp,
             http,
-            telemetry,
+            telemetry: telemetry_listener,
             metrics,
             clock,
             resolver,
@@ -297,7 +297,7 @@ impl Sidecar {
             let server = report::http::serve(listener, intake, shutdown.clone());
             tasks.spawn(log_failure("report HTTP server", server));
         }
-        if let Some(listener) = telemetry {
+        if let Some(listener) = telemetry_listener {
             let server = telemetry::serve(listener, metrics.clone(), shutdown.clone());
             tasks.spawn(log_failure("telemetry server", server));
         }

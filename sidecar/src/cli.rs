@@ -192,7 +192,7 @@ fn parse_amqp_url(raw: &str) -> Result<AmqpUrlArg, std::convert::Infallible> {
 /// A listen address that is neither `ip:port` nor `off`.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not an ip:port address (or \"off\")")]
-pub struct ListenError(String);
+struct ListenError(String);
 
 fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     if s.eq_ignore_ascii_case("off") {
@@ -205,7 +205,7 @@ fn parse_listen(s: &str) -> Result<Listen, ListenError> {
 
 /// Why a `--peek-interval` was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum PeekIntervalError {
+enum PeekIntervalError {
     /// Not a duration at all.
     #[error(transparent)]
     Duration(#[from] DurationError),
