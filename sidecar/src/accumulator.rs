@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use dwell_proto::summary::AgeSummary;
+use dwell_runtime::clock::SharedClock;
 
 use crate::telemetry::Metrics;
-use crate::timestamp::{Outcome, Policy, Unit, now_ms};
+use crate::timestamp::{Outcome, Policy, Unit};
 
 /// Where an age came from (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,21 +30,23 @@ impl Source {
 /// The current interval's ages, shared by every source.
 pub struct Accumulator {
     policy: Policy,
+    clock: SharedClock,
     current: Mutex<AgeSummary>,
     metrics: Arc<Metrics>,
 }
 
 impl Accumulator {
-    /// An empty accumulator.
-    pub fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
+    /// An empty accumulator whose "now" is `clock`.
+    pub fn new(policy: Policy, clock: SharedClock, metrics: Arc<Metrics>) -> Self {
         Self {
             policy,
+            clock,
             current: Mutex::new(AgeSummary::new()),
             metrics,
         }
     }
 
-    /// Records a delivery stamped `raw` now; returns what became of it.
+    /// Records a delivery stamped `raw`, observed now by the clock; returns what became of it.
     pub fn observe(
         &self,
         raw: Option<u64>,
@@ -51,7 +54,7 @@ impl Accumulator {
         redelivered: bool,
         source: Source,
     ) -> Outcome {
-        self.observe_at(raw, unit, redelivered, source, now_ms())
+        self.observe_at(raw, unit, redelivered, source, self.clock.now_ms())
     }
 
     /// Records a delivery stamped `raw`, observed at `now_ms`.
@@ -100,18 +103,19 @@ impl Accumulator {
 
 #[cfg(test)]
 mod tests {
+    use dwell_runtime::clock::ManualClock;
+
     use super::*;
+
+    const POLICY: Policy = Policy {
+        default_unit: Unit::Auto,
+        max_age_ms: 60_000,
+    };
 
     #[test]
     fn summary_size_does_not_grow_with_rate() {
         let metrics = Metrics::new();
-        let acc = Accumulator::new(
-            Policy {
-                default_unit: Unit::Auto,
-                max_age_ms: 60_000,
-            },
-            metrics.clone(),
-        );
+        let acc = Accumulator::new(POLICY, ManualClock::new(0), metrics.clone());
         let now = 1_800_000_000_000;
         for i in 0..100_000u64 {
             // Ages spread over 1..=5 s.
@@ -135,5 +139,29 @@ mod tests {
         assert_eq!(metrics.missing.get(), 1);
         assert_eq!(metrics.clamped.get(), 1);
         assert_eq!(acc.take().count(), 0);
+    }
+
+    #[test]
+    fn ages_are_measured_against_the_injected_clock() {
+        let clock = ManualClock::new(1_800_000_000_000);
+        let acc = Accumulator::new(POLICY, clock.clone(), Metrics::new());
+        let stamped = 1_800_000_000_000 - 5_000;
+        let age = |acc: &Accumulator| match acc.observe(Some(stamped), None, false, Source::Report)
+        {
+            Outcome::Age { age_ms, .. } => age_ms,
+            Outcome::Missing => panic!("no age"),
+        };
+        assert_eq!(age(&acc), 5_000);
+        clock.advance(1_500);
+        assert_eq!(
+            age(&acc),
+            6_500,
+            "the same stamp is older once the clock moved"
+        );
+        let s = acc.take();
+        assert_eq!(
+            (s.count(), s.min_ms(), s.max_ms()),
+            (2, Some(5_000), Some(6_500))
+        );
     }
 }

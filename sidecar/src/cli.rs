@@ -1,11 +1,17 @@
 //! Command-line flags (each with a `DWELL_…` environment twin) and the parsers that reject bad
-//! values up front, so a misconfigured sidecar fails at start with a clear message.
+//! values up front, so a misconfigured sidecar fails at start with a clear message. Every
+//! duration flag speaks the one grammar of [`dwell_runtime::duration`].
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::amqp::{AmqpUrl, AmqpUrlArg};
+use dwell_runtime::duration::{self, DurationError};
+use dwell_runtime::logging::LogFormat;
+
+use crate::amqp::{AmqpUrl, AmqpUrlError};
+use crate::peek::{self, QueueType};
 use crate::timestamp::Unit;
 
 /// dwell sidecar: measures how long messages waited in a RabbitMQ queue and streams compact
@@ -41,7 +47,7 @@ pub struct Args {
     pub client_key: Option<PathBuf>,
 
     /// How often a report is sent (e.g. 1s, 500ms). Ages are pre-aggregated per interval.
-    #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = duration::parse)]
     pub interval: Duration,
 
     /// The queue whose messages are observed (the report's source queue).
@@ -55,11 +61,11 @@ pub struct Args {
     /// AMQP URL for the stats (and peek) sources, e.g. amqp://user:pass@rabbitmq:5672/%2f. Use a
     /// separate user with no queue permissions (read only when --peek is on). Without it only the
     /// report source runs. The password is never logged.
-    #[arg(long, env = "DWELL_AMQP_URL", value_parser = AmqpUrl::parse_arg)]
+    #[arg(long, env = "DWELL_AMQP_URL", value_parser = parse_amqp_url)]
     pub amqp_url: Option<AmqpUrlArg>,
 
     /// How often the stats source runs a passive queue.declare (messages_ready, consumers).
-    #[arg(long, env = "DWELL_STATS_INTERVAL", default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_STATS_INTERVAL", default_value = "5s", value_parser = duration::parse)]
     pub stats_interval: Duration,
 
     /// UDP address of the report line protocol ("off" to disable).
@@ -101,7 +107,7 @@ pub struct Args {
     pub timestamp_unit: Unit,
 
     /// Largest age reported; older (and future) timestamps are clamped into [0, max-age] and counted.
-    #[arg(long, env = "DWELL_MAX_AGE", default_value = "7d", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_MAX_AGE", default_value = "7d", value_parser = duration::parse)]
     pub max_age: Duration,
 
     /// Pod name [default: $POD_NAME from the Downward API, else the hostname].
@@ -125,39 +131,17 @@ pub struct Args {
     pub backlog: u32,
 
     /// How often the aggregator host name is re-resolved to find replicas that came or went.
-    #[arg(long, env = "DWELL_RESOLVE_INTERVAL", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_RESOLVE_INTERVAL", default_value = "10s", value_parser = duration::parse)]
     pub resolve_interval: Duration,
 
     /// On SIGTERM, how long to try delivering the final (goodbye) report before exiting. Keep it
     /// below the pod's terminationGracePeriodSeconds.
-    #[arg(long, env = "DWELL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "DWELL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = duration::parse)]
     pub shutdown_timeout: Duration,
 
     /// Log format.
     #[arg(long, env = "DWELL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// The operator's assertion of the queue's type (peek needs "classic").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum QueueType {
-    /// A classic queue: peek may run (if the other gates hold).
-    Classic,
-    /// A quorum queue: never peeked (a requeue counts towards the delivery limit).
-    Quorum,
-    /// A stream: never peeked (basic.get is a connection error).
-    Stream,
-    /// Not asserted: never peeked.
-    Unknown,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// A listen address, or off.
@@ -179,58 +163,63 @@ impl Listen {
     }
 }
 
-fn parse_listen(s: &str) -> Result<Listen, String> {
+/// The `--amqp-url` flag as given: a URL, or the reason it is not one (without the password).
+#[derive(Clone)]
+pub struct AmqpUrlArg(Result<AmqpUrl, AmqpUrlError>);
+
+impl AmqpUrlArg {
+    /// The URL, or why it is not one.
+    pub fn validate(&self) -> Result<AmqpUrl, AmqpUrlError> {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for AmqpUrlArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Ok(u) => write!(f, "{u:?}"),
+            Err(e) => write!(f, "invalid({e})"),
+        }
+    }
+}
+
+/// Never fails: clap would echo a refused value (password and all) in its error, so the
+/// (redacted) reason is kept for the app to report instead.
+fn parse_amqp_url(raw: &str) -> Result<AmqpUrlArg, std::convert::Infallible> {
+    Ok(AmqpUrlArg(AmqpUrl::parse(raw)))
+}
+
+/// A listen address that is neither `ip:port` nor `off`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an ip:port address (or \"off\")")]
+struct ListenError(String);
+
+fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Listen::Off);
     }
     s.parse::<SocketAddr>()
         .map(Listen::On)
-        .map_err(|_| format!("{s:?} is not an ip:port address (or \"off\")"))
+        .map_err(|_| ListenError(s.to_owned()))
 }
 
-/// Parses a duration such as `250ms`, `1s`, `1.5s`, `2m`, `1h`, `7d`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 1s, 2m, 1h, 7d)"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86_400.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(format!("{s:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+/// Why a `--peek-interval` was refused.
+#[derive(Debug, thiserror::Error)]
+enum PeekIntervalError {
+    /// Not a duration at all.
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    /// A duration, but under [`peek::MIN_INTERVAL`].
+    #[error("{0:?} is too short: peeking more than once per 10s is unsafe")]
+    TooShort(String),
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_millis(1) {
-        return Err(format!("{s:?} must be at least 1ms"));
-    }
-    Ok(d)
-}
-
-fn parse_peek_interval(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d < Duration::from_secs(10) {
-        return Err(format!(
-            "{s:?} is too short: peeking more than once per 10s is unsafe"
-        ));
+/// The one duration grammar, plus the peek rule: at least [`peek::MIN_INTERVAL`] (10 s), because
+/// every peek marks a message redelivered.
+fn parse_peek_interval(s: &str) -> Result<Duration, PeekIntervalError> {
+    let d = duration::parse(s)?;
+    if d < peek::MIN_INTERVAL {
+        return Err(PeekIntervalError::TooShort(s.trim().to_owned()));
     }
     Ok(d)
 }
@@ -242,17 +231,24 @@ mod tests {
 
     #[test]
     fn durations_parse_and_reject() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_positive_duration("0s").is_err());
-        assert!(parse_peek_interval("5s").is_err());
-        assert!(parse_peek_interval("10s").is_ok());
+        let flag = |name: &str, value: &str| {
+            Args::try_parse_from(["dwell-sidecar", "--queue", "q", name, value])
+        };
+        let interval = |v: &str| flag("--interval", v).map(|a| a.interval).map_err(|_| ());
+        assert_eq!(interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(interval("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(interval("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(interval("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(interval("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(interval("1x").is_err());
+        assert!(interval("").is_err());
+        assert!(interval("-1s").is_err());
+        assert!(interval("0s").is_err());
+        assert!(flag("--peek-interval", "5s").is_err());
+        assert!(flag("--peek-interval", "10s").is_ok());
+        let too_short = parse_peek_interval("5s").unwrap_err().to_string();
+        assert!(too_short.contains("10s"), "{too_short}");
     }
 
     #[test]
@@ -277,7 +273,13 @@ mod tests {
             Listen::Off
         );
         let arg = with(&["--amqp-url", "amqp://u:s3cret@[bad"]).unwrap();
-        let err = arg.amqp_url.as_ref().unwrap().validate().unwrap_err();
+        let err = arg
+            .amqp_url
+            .as_ref()
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(
             !err.contains("s3cret") && !format!("{arg:?}").contains("s3cret"),
             "{err}"

@@ -1,5 +1,6 @@
 //! Who this sidecar is: pod name, namespace and labels from the Downward API (`POD_NAME`,
-//! `POD_NAMESPACE`, a mounted `labels` file of `key="value"` lines), each overridable by flags.
+//! `POD_NAMESPACE`, a mounted `labels` file of `key="value"` lines), each overridable by the
+//! operator.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ pub struct Identity {
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// The labels file cannot be read.
-    #[error("cannot read the labels file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -37,37 +38,38 @@ pub enum IdentityError {
         /// 1-based line number.
         line: usize,
     },
-    /// A `--label` is not `key=value`.
-    #[error("--label {0:?}: expected key=value")]
-    Flag(String),
+    /// An extra label is not `key=value`.
+    #[error("{0:?}: expected key=value")]
+    Label(String),
 }
 
 /// Inputs, highest precedence first within each field.
 pub struct Sources<'a> {
-    /// `--pod-name`.
-    pub pod_flag: Option<&'a str>,
-    /// `--pod-namespace`.
-    pub namespace_flag: Option<&'a str>,
-    /// `--labels-file` (None: the default path when it exists).
+    /// The pod name the operator gave (wins over the environment).
+    pub pod: Option<&'a str>,
+    /// The namespace the operator gave (wins over the environment).
+    pub namespace: Option<&'a str>,
+    /// The labels file (None: [`DEFAULT_LABELS_FILE`] when it exists).
     pub labels_file: Option<&'a Path>,
-    /// `--label key=value`.
-    pub label_flags: &'a [String],
+    /// Extra `key=value` labels, overriding the file's.
+    pub labels: &'a [String],
     /// Environment lookup (the real one, or a test's).
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 impl Identity {
-    /// Resolves the identity: flags, then the Downward API, then the hostname / "default".
+    /// Resolves the identity: what the operator gave, then the Downward API, then the hostname
+    /// and "default".
     pub fn resolve(src: &Sources<'_>) -> Result<Self, IdentityError> {
         let env = |k: &str| (src.env)(k).filter(|v| !v.is_empty());
         let pod = src
-            .pod_flag
+            .pod
             .map(str::to_owned)
             .or_else(|| env("POD_NAME"))
             .or_else(|| env("HOSTNAME"))
             .unwrap_or_else(|| "unknown".to_owned());
         let namespace = src
-            .namespace_flag
+            .namespace
             .map(str::to_owned)
             .or_else(|| env("POD_NAMESPACE"))
             .unwrap_or_else(|| "default".to_owned());
@@ -78,11 +80,11 @@ impl Identity {
             }
             None => HashMap::new(),
         };
-        for flag in src.label_flags.iter().filter(|f| !f.is_empty()) {
-            let (k, v) = flag
+        for label in src.labels.iter().filter(|l| !l.is_empty()) {
+            let (k, v) = label
                 .split_once('=')
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| IdentityError::Flag(flag.clone()))?;
+                .ok_or_else(|| IdentityError::Label(label.clone()))?;
             labels.insert(k.to_owned(), v.to_owned());
         }
         Ok(Self {
@@ -172,10 +174,10 @@ mod tests {
         };
         let flags = vec!["tier=worker".to_owned()];
         let id = Identity::resolve(&Sources {
-            pod_flag: None,
-            namespace_flag: Some("other"),
+            pod: None,
+            namespace: Some("other"),
             labels_file: Some(&file),
-            label_flags: &flags,
+            labels: &flags,
             env: &env,
         })
         .unwrap();
@@ -185,10 +187,10 @@ mod tests {
         assert_eq!(id.labels["tier"], "worker");
         let bad = vec!["novalue".to_owned()];
         let err = Identity::resolve(&Sources {
-            pod_flag: None,
-            namespace_flag: None,
+            pod: None,
+            namespace: None,
             labels_file: Some(&dir.path().join("missing")),
-            label_flags: &bad,
+            labels: &bad,
             env: &env,
         });
         assert!(err.is_err());

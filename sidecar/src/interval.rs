@@ -1,4 +1,4 @@
-//! The interval clock: every `--interval` it takes the accumulator's summary, adds the latest
+//! The interval clock: every interval it takes the accumulator's summary, adds the latest
 //! queue state and the running counters, and appends one numbered [`Report`] to the backlog. On
 //! shutdown it closes the last, partial interval with a goodbye report.
 
@@ -6,13 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dwell_proto::v1::{Counters, QueueState, Report, Source, report::Ages};
+use dwell_runtime::clock::SharedClock;
+use dwell_runtime::periodic::{First, Ticker};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::accumulator::Accumulator;
 use crate::push::backlog::Backlog;
 use crate::telemetry::Metrics;
-use crate::timestamp::now_ms;
+
+/// How reports are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Report period.
+    pub every: Duration,
+    /// Queue state older than this is not sent (the broker has been unreachable).
+    pub state_max_age: Duration,
+}
 
 /// Builds and numbers reports.
 pub struct Reporter {
@@ -20,10 +30,8 @@ pub struct Reporter {
     pub source: Source,
     /// Random per process; with `seq` it makes resends idempotent.
     pub instance: u64,
-    /// Report period.
-    pub every: Duration,
-    /// Queue state older than this is not sent (the broker has been unreachable).
-    pub state_max_age: Duration,
+    /// Period and freshness rule.
+    pub config: Config,
     /// The current interval's ages.
     pub accumulator: Arc<Accumulator>,
     /// The stats source's latest view.
@@ -32,38 +40,41 @@ pub struct Reporter {
     pub backlog: Arc<Backlog>,
     /// Self-metrics (and the running counters).
     pub metrics: Arc<Metrics>,
+    /// Where interval bounds are read.
+    pub clock: SharedClock,
 }
 
 impl Reporter {
-    /// Emits a report per interval until `cancel` fires, then a final goodbye report.
-    pub async fn run(self, cancel: CancellationToken) {
+    /// Emits a report per interval until `shutdown` fires, then a final goodbye report.
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut seq = 0u64;
-        let mut start = now_ms();
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + self.every, self.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let goodbye = tokio::select! {
-                _ = cancel.cancelled() => true,
-                _ = tick.tick() => false,
-            };
+        let mut start = self.clock.now_ms();
+        let mut ticker = Ticker::new(self.config.every, First::AfterPeriod, &shutdown);
+        while ticker.tick().await {
             seq += 1;
-            let end = now_ms().max(start);
-            let report = self.build(seq, start, end, goodbye);
-            self.metrics.reports_built.inc();
-            self.backlog.push(report);
-            start = end;
-            if goodbye {
-                tracing::info!(seq, "goodbye report queued");
-                return;
-            }
+            start = self.close_interval(seq, start, false);
         }
+        // The last, partial interval is the goodbye: every aggregator forgets this source at
+        // once instead of counting it until it goes stale.
+        seq += 1;
+        self.close_interval(seq, start, true);
+        tracing::info!(seq, "goodbye report queued");
+    }
+
+    /// Appends the report for `[start_ms, now)` to the backlog; returns its end.
+    fn close_interval(&self, seq: u64, start_ms: i64, goodbye: bool) -> i64 {
+        // A wall clock stepped back must not give an interval that ends before it starts.
+        let end_ms = self.clock.now_ms().max(start_ms);
+        let report = self.build(seq, start_ms, end_ms, goodbye);
+        self.metrics.reports_built.inc();
+        self.backlog.push(report);
+        end_ms
     }
 
     /// The report for `[start_ms, end_ms)`.
     pub fn build(&self, seq: u64, start_ms: i64, end_ms: i64, goodbye: bool) -> Report {
         let summary = self.accumulator.take();
-        let fresh_after = end_ms - self.state_max_age.as_millis() as i64;
+        let fresh_after = end_ms - self.config.state_max_age.as_millis() as i64;
         let queue_state = (*self.state.borrow()).filter(|s| s.observed_at_ms >= fresh_after);
         let m = &self.metrics;
         Report {
@@ -89,16 +100,28 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dwell_runtime::clock::ManualClock;
+
     use crate::accumulator::Source as AgeSource;
     use crate::timestamp::{Policy, Unit};
 
-    fn reporter(every: Duration) -> (Reporter, watch::Sender<Option<QueueState>>) {
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn reporter(
+        every: Duration,
+    ) -> (
+        Reporter,
+        watch::Sender<Option<QueueState>>,
+        Arc<ManualClock>,
+    ) {
         let metrics = Metrics::new();
+        let clock = ManualClock::new(NOW_MS);
         let acc = Arc::new(Accumulator::new(
             Policy {
                 default_unit: Unit::Auto,
                 max_age_ms: 60_000,
             },
+            clock.clone(),
             metrics.clone(),
         ));
         let (tx, rx) = watch::channel(None);
@@ -110,19 +133,22 @@ mod tests {
                 ..Default::default()
             },
             instance: 7,
-            every,
-            state_max_age: Duration::from_secs(15),
+            config: Config {
+                every,
+                state_max_age: Duration::from_secs(15),
+            },
             accumulator: acc,
             state: rx,
             backlog: Backlog::new(10, metrics.clone()),
             metrics,
+            clock: clock.clone(),
         };
-        (r, tx)
+        (r, tx, clock)
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_report_per_interval_then_goodbye() {
-        let (r, _state) = reporter(Duration::from_secs(1));
+        let (r, _state, _clock) = reporter(Duration::from_secs(1));
         let backlog = r.backlog.clone();
         let acc = r.accumulator.clone();
         let cancel = CancellationToken::new();
@@ -150,7 +176,7 @@ mod tests {
 
     #[test]
     fn stale_queue_state_is_not_sent() {
-        let (r, state) = reporter(Duration::from_secs(1));
+        let (r, state, _clock) = reporter(Duration::from_secs(1));
         let qs = QueueState {
             messages_ready: 3,
             consumers: 0,
@@ -159,5 +185,28 @@ mod tests {
         state.send_replace(Some(qs));
         assert_eq!(r.build(1, 0, 110_000, false).queue_state, Some(qs));
         assert_eq!(r.build(2, 0, 120_000, false).queue_state, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interval_bounds_come_from_the_injected_clock() {
+        let (r, _state, clock) = reporter(Duration::from_secs(1));
+        let backlog = r.backlog.clone();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(r.run(cancel.clone()));
+        tokio::task::yield_now().await; // the reporter reads its start time
+        clock.advance(1_000);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // The wall clock steps back (NTP): an interval never ends before it starts.
+        clock.advance(-400);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let bounds = |seq: u64| {
+            let r = backlog.next_after(seq - 1).unwrap();
+            (r.interval_start_ms, r.interval_end_ms, r.goodbye)
+        };
+        assert_eq!(bounds(1), (NOW_MS, NOW_MS + 1_000, false));
+        assert_eq!(bounds(2), (NOW_MS + 1_000, NOW_MS + 1_000, false));
+        assert_eq!(bounds(3), (NOW_MS + 1_000, NOW_MS + 1_000, true));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! A peek changes the message (it comes back `redelivered`), so it runs only when every gate of
 //! the safety rules holds: the queue is asserted classic, a passive declare just saw no consumer
-//! and at least one ready message, and the last peek was at least `--peek-interval` (>= 10 s) ago.
+//! and at least one ready message, and the last peek was at least the peek interval (>= 10 s) ago.
 //! The message is given back at once, within a bound; any error or timeout closes the channel,
 //! which requeues whatever it held. A delivery carrying `x-delivery-count` (a quorum queue) or a
 //! `basic.get` refused as not implemented (a stream) disables peeking for good.
@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dwell_runtime::periodic::{First, Ticker};
 use lapin::options::{BasicGetOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel, Connection};
@@ -19,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accumulator::{Accumulator, Source};
 use crate::amqp::AmqpUrl;
-use crate::cli::QueueType;
 use crate::stats::passive_declare;
 use crate::telemetry::Metrics;
 use crate::timestamp::Unit;
@@ -29,9 +29,24 @@ pub const HOLD_BOUND: Duration = Duration::from_secs(2);
 /// Least time between peeks, whatever the configuration says.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What the peek source needs.
-pub struct Peek {
-    /// Broker URL.
+/// The operator's assertion of the queue's type (peek needs "classic"). Only the operator can
+/// say: a passive declare does not tell, and guessing wrong would poison a quorum queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// A classic queue: peek may run (if the other gates hold).
+    Classic,
+    /// A quorum queue: never peeked (a requeue counts towards the delivery limit).
+    Quorum,
+    /// A stream: never peeked (basic.get is a connection error).
+    Stream,
+    /// Not asserted: never peeked.
+    Unknown,
+}
+
+/// What the peek source peeks, and how.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Broker URL (its own connection, named `dwell-sidecar peek <queue>`).
     pub url: AmqpUrl,
     /// Queue to peek.
     pub queue: String,
@@ -41,6 +56,12 @@ pub struct Peek {
     pub every: Duration,
     /// Header read before the timestamp property, and its unit.
     pub header: Option<(String, Unit)>,
+}
+
+/// The peek source: its configuration and where its ages go.
+pub struct Peek {
+    /// What to peek.
+    pub config: Config,
     /// Where ages go.
     pub accumulator: Arc<Accumulator>,
     /// Self-metrics.
@@ -90,24 +111,22 @@ struct Session {
 }
 
 impl Peek {
-    /// Peeks once per interval until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) {
-        let every = self.every.max(MIN_INTERVAL);
-        if self.queue_type != QueueType::Classic {
-            tracing::warn!(queue = %self.queue, queue_type = ?self.queue_type,
+    /// Peeks once per interval until `shutdown` fires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Config {
+            queue, queue_type, ..
+        } = &self.config;
+        let every = self.config.every.max(MIN_INTERVAL);
+        if *queue_type != QueueType::Classic {
+            tracing::warn!(queue = %queue, queue_type = ?queue_type,
                 "peek is enabled but refuses to run: it needs --queue-type classic");
         }
         let mut session = Session::default();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        let mut ticker = Ticker::new(every, First::Now, &shutdown);
+        while ticker.tick().await {
             let outcome = self.tick(&mut session, every).await;
             Metrics::inc(&self.metrics.peeks, outcome.label());
-            tracing::debug!(queue = %self.queue, outcome = outcome.label(), "peek tick");
+            tracing::debug!(queue = %queue, outcome = outcome.label(), "peek tick");
         }
         if let Some(conn) = session.conn {
             let _ = conn.close(200, "dwell-sidecar peek stopping".into()).await;
@@ -118,7 +137,7 @@ impl Peek {
         if s.disabled {
             return Tick::RefusedDisabled;
         }
-        if self.queue_type != QueueType::Classic {
+        if self.config.queue_type != QueueType::Classic {
             return Tick::RefusedQueueType;
         }
         if s.last_peek.is_some_and(|t| t.elapsed() < every) {
@@ -127,12 +146,12 @@ impl Peek {
         let channel = match self.channel(s).await {
             Ok(ch) => ch,
             Err(e) => {
-                tracing::warn!(amqp = %self.url, error = %e, "peek cannot reach the broker");
+                tracing::warn!(amqp = %self.config.url, error = %e, "peek cannot reach the broker");
                 return Tick::Error;
             }
         };
         // Gate on a fresh count: a consumer attached since the last stats poll must stop us.
-        match timeout(HOLD_BOUND, passive_declare(&channel, &self.queue)).await {
+        match timeout(HOLD_BOUND, passive_declare(&channel, &self.config.queue)).await {
             Ok(Ok((_, consumers))) if consumers > 0 => return Tick::RefusedConsumers,
             Ok(Ok((0, _))) => return Tick::Empty,
             Ok(Ok(_)) => {}
@@ -143,7 +162,7 @@ impl Peek {
         let got = timeout(
             HOLD_BOUND,
             channel.basic_get(
-                self.queue.as_str().into(),
+                self.config.queue.as_str().into(),
                 BasicGetOptions { no_ack: false },
             ),
         )
@@ -184,7 +203,7 @@ impl Peek {
                 "the peeked message carries x-delivery-count: this is a quorum queue, not classic",
             );
         }
-        let (raw, unit) = match &self.header {
+        let (raw, unit) = match &self.config.header {
             Some((name, unit)) if header(&properties, name).is_some() => {
                 (header(&properties, name), Some(*unit))
             }
@@ -202,8 +221,8 @@ impl Peek {
         let conn = match s.conn.take() {
             Some(c) if c.status().connected() => c,
             _ => {
-                let name = format!("dwell-sidecar peek {}", self.queue);
-                self.url.connect(&name).await?
+                let name = format!("dwell-sidecar peek {}", self.config.queue);
+                self.config.url.connect(&name).await?
             }
         };
         let ch = conn.create_channel().await;
@@ -215,7 +234,7 @@ impl Peek {
 
     /// Closes the channel (which requeues anything it holds) and, failing that, the connection.
     async fn fail(&self, s: &mut Session, channel: &Channel, why: &str) -> Tick {
-        tracing::warn!(queue = %self.queue, error = %why, "peek failed; closing its channel");
+        tracing::warn!(queue = %self.config.queue, error = %why, "peek failed; closing its channel");
         s.channel = None;
         if channel.status().connected() {
             let closed = timeout(
@@ -239,7 +258,7 @@ impl Peek {
     fn disable(&self, s: &mut Session, why: &str) {
         s.disabled = true;
         self.metrics.peek_disabled.set(1);
-        tracing::error!(queue = %self.queue, reason = why,
+        tracing::error!(queue = %self.config.queue, reason = why,
             "PEEK DISABLED FOR GOOD: peeking this queue would reorder or poison messages; fix --queue-type");
     }
 }

@@ -1,5 +1,5 @@
-//! The sidecar's own health: logging set-up, the self-metrics every source updates, and the
-//! small HTTP server that serves `/healthz` and `/metrics` (Prometheus/OpenMetrics text).
+//! The sidecar's own health: the self-metrics every source updates, and the small HTTP server
+//! that serves `/healthz` and `/metrics` (Prometheus/OpenMetrics text).
 
 use std::sync::Arc;
 
@@ -15,38 +15,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-use crate::cli::LogFormat;
-
-/// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`).
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LossyStderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// Standard error that never reports a failed write. tracing-subscriber answers a failed write
-/// with `eprintln!`, which panics when stderr is a closed pipe (`… 2>&1 | head`) and takes the
-/// logging task with it; a lost log line is better than a lost task.
-struct LossyStderr;
-
-impl std::io::Write for LossyStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
 
 /// Labels of a counter split by one short word.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,18 +198,18 @@ impl Metrics {
     }
 }
 
-/// Serves `/healthz` and `/metrics` on `listener` until `cancel` fires.
+/// Serves `/healthz` and `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(render))
         .with_state(metrics);
     axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 

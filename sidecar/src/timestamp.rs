@@ -1,8 +1,7 @@
-//! Turning a message timestamp into an age with the sidecar's own clock: unit rules (seconds per
-//! the AMQP spec, milliseconds from `timestamp_in_ms` or from clients that write `Date.now()`),
-//! clamping into `[0, max_age]`, and saying what was done so it can be counted.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Turning a message timestamp into an age against a given "now" (the sidecar's clock): unit
+//! rules (seconds per the AMQP spec, milliseconds from `timestamp_in_ms` or from clients that
+//! write `Date.now()`), clamping into `[0, max_age]`, and saying what was done so it can be
+//! counted.
 
 /// Values at or above this cannot be seconds (year 5138): read as milliseconds under `auto`.
 const AUTO_MS_FROM: u64 = 100_000_000_000;
@@ -58,14 +57,6 @@ pub enum Outcome {
     },
     /// No timestamp (absent or zero): no age.
     Missing,
-}
-
-/// The wall clock in Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Policy {

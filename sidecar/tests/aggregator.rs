@@ -7,54 +7,15 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
-use common::{Running, args, eventually, now_ms};
+use common::{Running, eventually, now_ms, settings};
+use dwell_e2e::aggregator::{Aggregator, Tls};
 use dwell_proto::v1::inspect_client::InspectClient;
 use dwell_proto::v1::{ListSourcesRequest, SourceInfo};
 use dwell_sidecar::Sidecar;
 
 fn aggregator_binary() -> Option<PathBuf> {
     dwell_e2e::built_binary("dwell-aggregator")
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-struct Aggregator(Child);
-
-impl Aggregator {
-    fn start(bin: &PathBuf, grpc: SocketAddr, metrics: SocketAddr) -> Self {
-        let child = Command::new(bin)
-            .args([
-                "--grpc-addr",
-                &grpc.to_string(),
-                "--metrics-addr",
-                &metrics.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dwell-aggregator");
-        Self(child)
-    }
-
-    /// SIGKILL: a crash, no goodbye, no flush.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Aggregator {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 async fn our_source(grpc: SocketAddr, queue: &str) -> Option<SourceInfo> {
@@ -74,11 +35,13 @@ async fn aggregator_crash_and_restart_rebuilds_the_window() {
     let Some(bin) = aggregator_binary() else {
         return;
     };
-    let (grpc, metrics) = (free_port(), free_port());
-    let mut agg = Aggregator::start(&bin, grpc, metrics);
+    let agg = Aggregator::start_program(&bin, Tls::SelfSigned, &[])
+        .await
+        .expect("the aggregator starts");
+    let (grpc, metrics) = (agg.grpc_addr, agg.metrics_addr);
     let q = "dwell.test.sidecar.real-aggregator";
     let running = Running::start(
-        Sidecar::bind(args(grpc, q, &["--backlog", "600"]))
+        Sidecar::bind(settings(grpc, q, &["--backlog", "600"]))
             .await
             .unwrap(),
     )
@@ -93,10 +56,12 @@ async fn aggregator_crash_and_restart_rebuilds_the_window() {
     .await;
     assert_eq!(before.labels.get("app").map(String::as_str), Some("binder"));
 
-    agg.kill();
+    agg.kill().await;
     let ts = (now_ms() - 8_000) as u64;
     running.send_udp(format!("{q} {ts}ms\n").as_bytes()).await;
-    let mut agg = Aggregator::start(&bin, grpc, metrics);
+    let agg = Aggregator::start_program_on(&bin, Tls::SelfSigned, metrics, grpc, &[])
+        .await
+        .expect("the aggregator restarts on the same ports");
     // The restarted aggregator knows nothing; the resent backlog brings back both ages.
     let after = eventually("the window rebuilt after the restart", || async {
         our_source(grpc, q).await.filter(|s| s.samples >= 2)
@@ -112,5 +77,5 @@ async fn aggregator_crash_and_restart_rebuilds_the_window() {
         }
     })
     .await;
-    agg.kill();
+    agg.kill().await;
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::amqp::{delete, drain, fresh_queue, publish, publish_now};
-use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
+use common::{Peer, Running, ages, amqp_url, broker, eventually, metric, now_ms, settings};
 use dwell_sidecar::Sidecar;
 use lapin::BasicProperties;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
@@ -30,7 +30,9 @@ async fn start_peeking(queue: &str, queue_type: &str) -> (Peer, Running) {
     let url = amqp_url();
     let peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
     let flags = peek_args(&url, &["--queue-type", queue_type]);
-    let sidecar = Sidecar::bind(args(peer.addr, queue, &flags)).await.unwrap();
+    let sidecar = Sidecar::bind(settings(peer.addr, queue, &flags))
+        .await
+        .unwrap();
     (peer, Running::start(sidecar).await)
 }
 
@@ -62,7 +64,8 @@ async fn nothing_lost_peek_and_stats_on_a_classic_queue_with_header_ages() {
         ],
     );
     let started = now_ms();
-    let running = Running::start(Sidecar::bind(args(peer.addr, q, &extra)).await.unwrap()).await;
+    let running =
+        Running::start(Sidecar::bind(settings(peer.addr, q, &extra)).await.unwrap()).await;
     let reports = peer.until("a peeked age", |r| ages(r).0 > 0).await;
     let (count, age, _) = ages(reports.last().unwrap());
     assert_eq!(count, 1);
@@ -122,7 +125,7 @@ async fn peek_reads_the_timestamp_property_in_seconds() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
     let started = now_ms();
     let running = Running::start(
-        Sidecar::bind(args(
+        Sidecar::bind(settings(
             peer.addr,
             q,
             &peek_args(&url, &["--queue-type", "classic"]),

@@ -1,16 +1,19 @@
 //! The report source end to end in one process: a consumer's UDP lines and HTTP posts become
 //! ages that match the truth, garbage is rejected and counted (in /metrics and in the reports),
-//! and every report reaches a recording gRPC peer.
+//! every report reaches a recording gRPC peer, and ages are measured against the injected clock.
 
 mod common;
 
-use common::{Peer, Running, ages, args, eventually, http, metric, now_ms};
+use common::{Peer, Running, ages, eventually, http, metric, now_ms, settings};
+use dwell_runtime::clock::ManualClock;
 use dwell_sidecar::Sidecar;
 
 #[tokio::test]
 async fn reported_ages_match_the_truth_within_resolution() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let sidecar = Sidecar::bind(args(peer.addr, "orders", &[])).await.unwrap();
+    let sidecar = Sidecar::bind(settings(peer.addr, "orders", &[]))
+        .await
+        .unwrap();
     let running = Running::start(sidecar).await;
 
     // Seconds (the spec's property): floor() loses up to 1 s, so the age is within [truth, truth+1s).
@@ -98,7 +101,9 @@ async fn reported_ages_match_the_truth_within_resolution() {
 #[tokio::test]
 async fn bad_input_is_rejected_and_counted() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let sidecar = Sidecar::bind(args(peer.addr, "orders", &[])).await.unwrap();
+    let sidecar = Sidecar::bind(settings(peer.addr, "orders", &[]))
+        .await
+        .unwrap();
     let running = Running::start(sidecar).await;
     let t = running.telemetry;
 
@@ -171,5 +176,34 @@ async fn bad_input_is_rejected_and_counted() {
     );
     let (status, _) = http(t, "GET", "/healthz", "text/plain", b"").await;
     assert_eq!(status, 200);
+    running.stop().await;
+}
+
+/// Ages and interval bounds come from the injected clock, so with a pinned "now" they are exact.
+#[tokio::test]
+async fn ages_and_intervals_follow_the_injected_clock() {
+    const NOW: i64 = 1_800_000_000_000;
+    let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
+    let clock = ManualClock::new(NOW);
+    let sidecar = Sidecar::bind(settings(peer.addr, "orders", &[]))
+        .await
+        .unwrap()
+        .with_clock(clock.clone());
+    let running = Running::start(sidecar).await;
+    let line = format!("orders {}ms\n", NOW - 42_000);
+    running.send_udp(line.as_bytes()).await;
+    let seen = peer.until("the pinned age", |r| ages(r).0 > 0).await;
+    assert_eq!(ages(seen.last().unwrap()), (1, 42_000, 42_000));
+    assert!(
+        seen.iter()
+            .all(|r| (r.interval_start_ms, r.interval_end_ms) == (NOW, NOW)),
+        "the clock never moved, so neither did the intervals"
+    );
+    clock.advance(60_000);
+    running.send_udp(line.as_bytes()).await;
+    let seen = peer.until("the older age", |r| ages(r).0 > 0).await;
+    let last = seen.last().unwrap();
+    assert_eq!(ages(last), (1, 102_000, 102_000));
+    assert_eq!(last.interval_end_ms, NOW + 60_000);
     running.stop().await;
 }

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
+use common::{Peer, Running, ages, amqp_url, broker, eventually, metric, now_ms, settings};
 use dwell_sidecar::Sidecar;
 use dwell_sidecar::push::Resolver;
 
@@ -16,7 +16,7 @@ async fn aggregator_restart_gets_the_whole_backlog_again() {
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
     let addr = peer.addr;
     let running = Running::start(
-        Sidecar::bind(args(addr, "orders", &["--backlog", "1000"]))
+        Sidecar::bind(settings(addr, "orders", &["--backlog", "1000"]))
             .await
             .unwrap(),
     )
@@ -70,7 +70,7 @@ async fn every_replica_behind_the_name_gets_the_full_picture() {
         Box::pin(async move { Ok(addrs) })
     });
     let flags = ["--resolve-interval", "100ms", "--backlog", "1000"];
-    let sidecar = Sidecar::bind(args(a.addr, "orders", &flags))
+    let sidecar = Sidecar::bind(settings(a.addr, "orders", &flags))
         .await
         .unwrap()
         .with_resolver(resolver);
@@ -156,7 +156,8 @@ async fn broker_restart_pauses_stats_only() {
     let url = amqp_url();
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
     let flags = ["--amqp-url", url.as_str(), "--stats-interval", "200ms"];
-    let running = Running::start(Sidecar::bind(args(peer.addr, q, &flags)).await.unwrap()).await;
+    let running =
+        Running::start(Sidecar::bind(settings(peer.addr, q, &flags)).await.unwrap()).await;
     let t = running.telemetry;
     peer.until("queue state", |r| r.queue_state.is_some()).await;
 

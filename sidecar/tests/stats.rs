@@ -4,7 +4,7 @@
 mod common;
 
 use common::amqp::{delete, fresh_queue, publish};
-use common::{Peer, Running, ages, amqp_url, args, broker, eventually, metric, now_ms};
+use common::{Peer, Running, ages, amqp_url, broker, eventually, metric, now_ms, settings};
 use dwell_sidecar::Sidecar;
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -28,7 +28,7 @@ async fn a_consumer_reporting_deliveries_gives_true_ages() {
         publish(&ch, q, &i.to_string(), props).await;
     }
     let mut peer = Peer::start("127.0.0.1:0".parse().unwrap()).await;
-    let running = Running::start(Sidecar::bind(args(peer.addr, q, &[])).await.unwrap()).await;
+    let running = Running::start(Sidecar::bind(settings(peer.addr, q, &[])).await.unwrap()).await;
     // Consumer: like the README one-liners, report each delivery's stamp over UDP, then ack.
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let started = now_ms();
@@ -97,7 +97,7 @@ async fn stats_survive_a_missing_queue_and_pick_it_up_when_declared() {
     let url = amqp_url();
     let flags = ["--amqp-url", url.as_str(), "--stats-interval", "100ms"];
     let running = Running::start(
-        Sidecar::bind(args("127.0.0.1:9".parse().unwrap(), q, &flags))
+        Sidecar::bind(settings("127.0.0.1:9".parse().unwrap(), q, &flags))
             .await
             .unwrap(),
     )

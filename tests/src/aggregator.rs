@@ -1,6 +1,6 @@
-//! The real `dwell-aggregator` binary under test: started on port 0 for both listeners, its
-//! bound addresses learned from its log lines, a kubeconfig written that trusts its certificate,
-//! and killed when dropped.
+//! The real `dwell-aggregator` binary under test: started on port 0 for both listeners (or on
+//! given addresses, to restart it where its clients point), its bound addresses learned from its
+//! log lines, a kubeconfig written that trusts its certificate, and killed when dropped.
 //!
 //! Log lines relied on (keep them stable):
 //! - `metrics API listening on https://127.0.0.1:PORT`
@@ -95,17 +95,28 @@ impl Aggregator {
         tls: Tls,
         extra_args: &[&str],
     ) -> Result<Self, String> {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_program_on(program, tls, any_port, any_port, extra_args).await
+    }
+
+    /// Like [`Aggregator::start_program`] with the metrics API on `metrics_addr` and gRPC on
+    /// `grpc_addr` instead of port 0: a test that killed an aggregator restarts it on the
+    /// addresses its clients still point at.
+    pub async fn start_program_on(
+        program: &Path,
+        tls: Tls,
+        metrics_addr: SocketAddr,
+        grpc_addr: SocketAddr,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let ca_out = dir.path().join("self-signed.pem");
-        let mut args: Vec<String> = [
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = vec![
+            "--metrics-addr".into(),
+            metrics_addr.to_string(),
+            "--grpc-addr".into(),
+            grpc_addr.to_string(),
+        ];
         match &tls {
             Tls::SelfSigned => {
                 args.push("--tls-self-signed-out".into());
@@ -171,6 +182,11 @@ impl Aggregator {
     /// SIGTERM, then waits up to `grace`; returns whether it exited on its own.
     pub async fn stop(mut self, grace: Duration) -> bool {
         self.process.terminate(grace).await
+    }
+
+    /// SIGKILL, as a crash would: no goodbye, no flush. Its ports are free once this returns.
+    pub async fn kill(mut self) {
+        self.process.kill().await;
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dwell_proto::v1::ingest_client::IngestClient;
 use dwell_proto::v1::{Ack, Report};
+use dwell_runtime::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +16,6 @@ use tonic::transport::Endpoint;
 
 use super::Target;
 use super::backlog::Backlog;
-use crate::backoff::Backoff;
 use crate::telemetry::Metrics;
 
 /// Why a stream ended in error.
@@ -71,9 +71,9 @@ pub async fn run(
         } else {
             backoff.next_delay()
         };
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(delay) => {}
+        let pause = tokio::time::sleep(delay);
+        if stop.run_until_cancelled(pause).await.is_none() {
+            break;
         }
     }
     backlog.unregister(addr);

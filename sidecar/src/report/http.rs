@@ -39,14 +39,14 @@ struct JsonDelivery {
     redelivered: bool,
 }
 
-/// Serves the report endpoint on `listener` until `cancel` fires.
+/// Serves the report endpoint on `listener` until `shutdown` fires.
 pub async fn serve(
     listener: TcpListener,
     intake: Arc<Intake>,
-    cancel: CancellationToken,
+    shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(intake))
-        .with_graceful_shutdown(cancel.cancelled_owned())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 

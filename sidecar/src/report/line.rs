@@ -6,7 +6,7 @@
 //!
 //! `<queue>` is the queue name (`-` means the sidecar's queue); `<timestamp>` is a decimal
 //! integer, `0` or `-` when the delivery had none (counted as missing); the optional suffix gives
-//! its unit (else `--timestamp-unit`); the optional last field is `1` when the delivery was
+//! its unit (else the default unit); the optional last field is `1` when the delivery was
 //! redelivered. Fields are separated by single spaces; anything else is rejected.
 
 use crate::timestamp::Unit;

@@ -11,15 +11,14 @@ use super::Intake;
 /// Largest accepted datagram, in bytes; larger ones are rejected whole.
 pub const MAX_DATAGRAM: usize = 8192;
 
-/// Reads datagrams from `socket` until `cancel` fires.
-pub async fn serve(socket: UdpSocket, intake: Arc<Intake>, cancel: CancellationToken) {
+/// Reads datagrams from `socket` until `shutdown` fires.
+pub async fn serve(socket: UdpSocket, intake: Arc<Intake>, shutdown: CancellationToken) {
     // One byte more than allowed, so an oversized datagram is seen as such (it is truncated).
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    loop {
-        let received = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
-        };
+    while let Some(received) = shutdown
+        .run_until_cancelled(socket.recv_from(&mut buf))
+        .await
+    {
         let len = match received {
             Ok((len, _peer)) => len,
             Err(e) => {

@@ -11,9 +11,9 @@ use std::time::Duration;
 use clap::Parser;
 use dwell_proto::v1::ingest_server::{Ingest, IngestServer};
 use dwell_proto::v1::{Ack, Report, report::Ages};
-use dwell_sidecar::Sidecar;
 use dwell_sidecar::cli::Args;
 use dwell_sidecar::telemetry::Metrics;
+use dwell_sidecar::{Settings, Sidecar};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -204,8 +204,8 @@ pub fn ages(r: &Report) -> (u64, i64, i64) {
     }
 }
 
-/// Sidecar flags for tests: every listener on loopback port 0, a 200 ms interval.
-pub fn args(aggregator: SocketAddr, queue: &str, extra: &[&str]) -> Args {
+/// Sidecar settings for tests, from flags: every listener on loopback port 0, a 200 ms interval.
+pub fn settings(aggregator: SocketAddr, queue: &str, extra: &[&str]) -> Settings {
     let agg = format!("http://{aggregator}");
     let mut v = vec![
         "dwell-sidecar",
@@ -229,7 +229,8 @@ pub fn args(aggregator: SocketAddr, queue: &str, extra: &[&str]) -> Args {
         "app=binder",
     ];
     v.extend_from_slice(extra);
-    Args::try_parse_from(v).expect("test flags parse")
+    let args = Args::try_parse_from(v).expect("test flags parse");
+    Settings::from_args(args).expect("test flags are valid")
 }
 
 /// A sidecar running in this process.
@@ -323,5 +324,6 @@ pub async fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
 
 /// Unix time now in milliseconds.
 pub fn now_ms() -> i64 {
-    dwell_sidecar::timestamp::now_ms()
+    use dwell_runtime::clock::Clock;
+    dwell_runtime::clock::SystemClock.now_ms()
 }

@@ -1,0 +1,470 @@
+//! The composition root. It turns the command line into typed [`Settings`] once (every check
+//! there, every error naming its flag), binds every listener ([`Sidecar::bind`], so a port in use
+//! fails at start), and runs every task on one tracker under one shutdown token
+//! ([`Sidecar::run`]). It is the only module besides `main.rs` that knows [`cli`]; the
+//! components get typed configs, listeners and the token.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use dwell_runtime::clock::{SharedClock, SystemClock};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accumulator::Accumulator;
+use crate::cli::Args;
+use crate::identity::{self, Identity, IdentityError};
+use crate::interval::{self, Reporter};
+use crate::peek::{self, Peek};
+use crate::push::backlog::Backlog;
+use crate::push::{self, Pusher, Resolver, Target, TlsError};
+use crate::stats::{self, Stats};
+use crate::telemetry::{self, Metrics};
+use crate::{report, timestamp};
+
+/// Once the goodbye had its time, how long servers and sources get to close their connections
+/// before the process exits anyway (a broker that stopped answering must not hold the pod in
+/// Terminating).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the sidecar that `args` describe until `shutdown` fires, then says goodbye.
+pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let sidecar = Sidecar::bind(Settings::from_args(args)?).await?;
+    sidecar.run(shutdown).await
+}
+
+/// Every component's configuration, built and checked once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The observed queue (the only one reports may name).
+    pub queue: String,
+    /// The reported vhost.
+    pub vhost: String,
+    /// The consumer pod.
+    pub identity: Identity,
+    /// How raw timestamps become ages.
+    pub timestamps: timestamp::Policy,
+    /// What to bind.
+    pub listen: ListenAddrs,
+    /// The stats source (None: no broker URL was given).
+    pub stats: Option<stats::Config>,
+    /// The peek source (None: off).
+    pub peek: Option<peek::Config>,
+    /// How reports are cut.
+    pub interval: interval::Config,
+    /// Reports kept for resending to a (re)connected aggregator.
+    pub backlog: usize,
+    /// Where and how reports are pushed.
+    pub push: push::Config,
+}
+
+/// The addresses to bind (None: that listener is off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddrs {
+    /// UDP line protocol.
+    pub report_udp: Option<SocketAddr>,
+    /// `POST /v1/report`.
+    pub report_http: Option<SocketAddr>,
+    /// `/healthz` and `/metrics`.
+    pub telemetry: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Checks `args`, reads the files they name (CA, client certificate, labels) and resolves
+    /// the pod identity from them and the environment.
+    pub fn from_args(args: Args) -> anyhow::Result<Self> {
+        if args.queue.is_empty() || args.queue.len() > 255 {
+            bail!("--queue must be 1 to 255 bytes");
+        }
+        let amqp_url = match &args.amqp_url {
+            Some(arg) => Some(arg.validate().map_err(|e| anyhow!("--amqp-url: {e}"))?),
+            None => None,
+        };
+        if args.peek && amqp_url.is_none() {
+            bail!("--peek needs --amqp-url");
+        }
+        let target = target(&args)?;
+        let identity = pod_identity(&args)?;
+        let vhost = args
+            .vhost
+            .clone()
+            .or_else(|| amqp_url.as_ref().map(|u| u.vhost().to_owned()))
+            .unwrap_or_else(|| "/".to_owned());
+        let stats = amqp_url.clone().map(|url| stats::Config {
+            url,
+            queue: args.queue.clone(),
+            every: args.stats_interval,
+        });
+        let peek = amqp_url.filter(|_| args.peek).map(|url| peek::Config {
+            url,
+            queue: args.queue.clone(),
+            queue_type: args.queue_type,
+            every: args.peek_interval,
+            header: args
+                .timestamp_header
+                .clone()
+                .map(|h| (h, args.timestamp_header_unit)),
+        });
+        Ok(Self {
+            vhost,
+            identity,
+            timestamps: timestamp::Policy {
+                default_unit: args.timestamp_unit,
+                max_age_ms: i64::try_from(args.max_age.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .min(dwell_proto::summary::MAX_AGE_MS),
+            },
+            listen: ListenAddrs {
+                report_udp: args.report_udp.addr(),
+                report_http: args.report_http.addr(),
+                telemetry: args.telemetry_addr.addr(),
+            },
+            stats,
+            peek,
+            interval: interval::Config {
+                every: args.interval,
+                // A few missed polls are normal; older than that, the broker is unreachable.
+                state_max_age: (args.stats_interval * 3).max(Duration::from_secs(15)),
+            },
+            backlog: args.backlog as usize,
+            push: push::Config {
+                target,
+                resolve_interval: args.resolve_interval,
+                shutdown_timeout: args.shutdown_timeout,
+            },
+            queue: args.queue,
+        })
+    }
+}
+
+/// `--aggregator`, with `--aggregator-ca` and the `--client-cert`/`--client-key` pair.
+fn target(args: &Args) -> anyhow::Result<Target> {
+    let url = &args.aggregator;
+    let mut target = Target::parse(url).map_err(|e| anyhow!("--aggregator {url:?}: {e}"))?;
+    if let Some(path) = &args.aggregator_ca {
+        let pem = read("--aggregator-ca", path)?;
+        target = target
+            .with_ca(&pem)
+            .map_err(|e| anyhow!("--aggregator-ca {e}"))?;
+    }
+    // clap makes each of the pair require the other.
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        let (cert, key) = (read("--client-cert", cert)?, read("--client-key", key)?);
+        target = target.with_identity(cert, key).map_err(|e| match e {
+            TlsError::NoPrivateKey => anyhow!("--client-key {e}"),
+            TlsError::NotHttps | TlsError::NoCertificate => anyhow!("--client-cert {e}"),
+        })?;
+    }
+    Ok(target)
+}
+
+fn read(flag: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {flag} {}", path.display()))
+}
+
+/// `--pod-name`, `--pod-namespace`, `--labels-file` and `--label`, over the Downward API.
+fn pod_identity(args: &Args) -> anyhow::Result<Identity> {
+    let env = |k: &str| std::env::var(k).ok();
+    Identity::resolve(&identity::Sources {
+        pod: args.pod_name.as_deref(),
+        namespace: args.pod_namespace.as_deref(),
+        labels_file: args.labels_file.as_deref(),
+        labels: &args.labels,
+        env: &env,
+    })
+    .map_err(|e| match e {
+        IdentityError::Label(_) => anyhow!("--label {e}"),
+        IdentityError::Read { .. } | IdentityError::Syntax { .. } => {
+            anyhow!("--labels-file: {e}")
+        }
+    })
+}
+
+/// A configured sidecar with its listeners bound.
+pub struct Sidecar {
+    settings: Settings,
+    udp: Option<UdpSocket>,
+    http: Option<TcpListener>,
+    telemetry: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    resolver: Resolver,
+}
+
+impl Sidecar {
+    /// Binds the listeners `settings` ask for; the system clock and DNS unless replaced.
+    pub async fn bind(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.listen;
+        let udp = match listen.report_udp {
+            Some(a) => Some(
+                UdpSocket::bind(a)
+                    .await
+                    .with_context(|| format!("binding --report-udp {a}"))?,
+            ),
+            None => None,
+        };
+        let http = bind_tcp(listen.report_http, "--report-http").await?;
+        let telemetry = bind_tcp(listen.telemetry, "--telemetry-addr").await?;
+        Ok(Self {
+            settings,
+            udp,
+            http,
+            telemetry,
+            metrics: Metrics::new(),
+            clock: SystemClock::shared(),
+            resolver: push::dns_resolver(),
+        })
+    }
+
+    /// Replaces DNS for the aggregator name (tests simulate replicas coming and going).
+    pub fn with_resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Replaces the system clock (tests pin "now" to compute exact ages).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The bound UDP report address.
+    pub fn report_udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound HTTP report address.
+    pub fn report_http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The bound telemetry address.
+    pub fn telemetry_addr(&self) -> Option<SocketAddr> {
+        self.telemetry.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The sidecar's self-metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs every source, the interval clock and the pusher until `shutdown` fires, then waits
+    /// (within the shutdown timeout) for the goodbye report to be delivered.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let instance: u64 = rand::random();
+        let s = &self.settings;
+        tracing::info!(
+            queue = %s.queue, vhost = %s.vhost, pod = %s.identity.pod,
+            namespace = %s.identity.namespace, aggregator = %s.push.target.url, instance,
+            report_udp = ?self.report_udp_addr(), report_http = ?self.report_http_addr(),
+            telemetry = ?self.telemetry_addr(),
+            amqp = ?s.stats.as_ref().map(|c| c.url.to_string()),
+            peek = s.peek.is_some(), "dwell-sidecar started"
+        );
+        let Self {
+            settings,
+            udp,
+            http,
+            telemetry: telemetry_listener,
+            metrics,
+            clock,
+            resolver,
+        } = self;
+        let accumulator = Arc::new(Accumulator::new(
+            settings.timestamps,
+            clock.clone(),
+            metrics.clone(),
+        ));
+        let backlog = Backlog::new(settings.backlog, metrics.clone());
+        let (state_tx, state_rx) = watch::channel(None);
+        let tasks = TaskTracker::new();
+
+        let intake = Arc::new(report::Intake::new(
+            settings.queue.clone(),
+            accumulator.clone(),
+            metrics.clone(),
+        ));
+        if let Some(socket) = udp {
+            tasks.spawn(report::udp::serve(socket, intake.clone(), shutdown.clone()));
+        }
+        if let Some(listener) = http {
+            let server = report::http::serve(listener, intake, shutdown.clone());
+            tasks.spawn(log_failure("report HTTP server", server));
+        }
+        if let Some(listener) = telemetry_listener {
+            let server = telemetry::serve(listener, metrics.clone(), shutdown.clone());
+            tasks.spawn(log_failure("telemetry server", server));
+        }
+        if let Some(config) = settings.stats {
+            let stats = Stats {
+                config,
+                state: state_tx,
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            };
+            tasks.spawn(stats.run(shutdown.clone()));
+        }
+        if let Some(config) = settings.peek {
+            let peek = Peek {
+                config,
+                accumulator: accumulator.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(peek.run(shutdown.clone()));
+        }
+        let reporter = Reporter {
+            source: dwell_proto::v1::Source {
+                namespace: settings.identity.namespace,
+                pod: settings.identity.pod,
+                labels: settings.identity.labels,
+                queue: settings.queue,
+                vhost: settings.vhost,
+            },
+            instance,
+            config: settings.interval,
+            accumulator,
+            state: state_rx,
+            backlog: backlog.clone(),
+            metrics: metrics.clone(),
+            clock,
+        };
+        // On shutdown the reporter queues the goodbye report and the pusher delivers it.
+        tasks.spawn(reporter.run(shutdown.clone()));
+        let shutdown_timeout = settings.push.shutdown_timeout;
+        let pusher = Pusher {
+            config: settings.push,
+            backlog,
+            metrics,
+            resolver,
+        };
+        tasks.spawn(pusher.run(shutdown.clone(), tasks.clone()));
+        // Closed means "wait() may return once empty"; the pusher still spawns its streams.
+        tasks.close();
+
+        shutdown.cancelled().await;
+        if tokio::time::timeout(shutdown_timeout + STOP_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "some tasks did not stop in time; exiting anyway"
+            );
+        }
+        tracing::info!("dwell-sidecar stopped");
+        Ok(())
+    }
+}
+
+async fn bind_tcp(addr: Option<SocketAddr>, flag: &str) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {flag} {a}"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Runs a server, logging its failure: a dead report or telemetry server must be seen, but it
+/// does not stop the other sources or the goodbye.
+async fn log_failure(what: &'static str, server: impl Future<Output = std::io::Result<()>>) {
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "{what} failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings(extra: &[&str]) -> anyhow::Result<Settings> {
+        let mut argv = vec!["dwell-sidecar", "--queue", "q", "--pod-name", "p"];
+        argv.extend_from_slice(extra);
+        Settings::from_args(Args::try_parse_from(argv)?)
+    }
+
+    fn refused(extra: &[&str]) -> String {
+        match settings(extra) {
+            Ok(s) => panic!("{extra:?} accepted: {s:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn every_refusal_names_its_flag() {
+        let long = "q".repeat(256);
+        let args = Args::try_parse_from(["dwell-sidecar", "--queue", &long]).unwrap();
+        let too_long = Settings::from_args(args).unwrap_err().to_string();
+        assert_eq!(too_long, "--queue must be 1 to 255 bytes");
+        assert_eq!(
+            refused(&["--aggregator", "ftp://x:1"]),
+            r#"--aggregator "ftp://x:1": must start with http:// or https://"#
+        );
+        assert_eq!(refused(&["--peek"]), "--peek needs --amqp-url");
+        let bad_url = refused(&["--amqp-url", "amqp://u:s3cret@[nope/"]);
+        assert!(
+            bad_url.starts_with("--amqp-url: invalid AMQP URL amqp://u:***@"),
+            "{bad_url}"
+        );
+        assert!(!bad_url.contains("s3cret"), "{bad_url}");
+        assert_eq!(
+            refused(&["--label", "novalue"]),
+            r#"--label "novalue": expected key=value"#
+        );
+        let missing = refused(&["--labels-file", "/nonexistent/labels"]);
+        assert!(missing.starts_with("--labels-file: "), "{missing}");
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "not checked until https").unwrap();
+        let pem = pem.display().to_string();
+        assert_eq!(
+            refused(&["--aggregator-ca", &pem]),
+            "--aggregator-ca needs an https:// aggregator"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let empty = empty.display().to_string();
+        let no_cert = refused(&[
+            "--aggregator",
+            "https://agg:443",
+            "--client-cert",
+            empty.as_str(),
+            "--client-key",
+            empty.as_str(),
+        ]);
+        assert_eq!(no_cert, "--client-cert holds no PEM CERTIFICATE block");
+    }
+
+    #[test]
+    fn sources_follow_the_flags() {
+        let plain = settings(&[]).unwrap();
+        assert!(plain.stats.is_none() && plain.peek.is_none());
+        assert_eq!(plain.vhost, "/");
+        let url = "amqp://u:p@rabbit/orders-vhost";
+        let stats_only = settings(&["--amqp-url", url, "--stats-interval", "2s"]).unwrap();
+        assert_eq!(stats_only.vhost, "orders-vhost");
+        assert!(stats_only.peek.is_none());
+        assert_eq!(
+            stats_only.stats.map(|c| c.every),
+            Some(Duration::from_secs(2))
+        );
+        // A stale queue state is dropped after 3 polls, but never sooner than 15 s.
+        assert_eq!(stats_only.interval.state_max_age, Duration::from_secs(15));
+        let peeking = settings(&["--amqp-url", url, "--peek", "--vhost", "v"]).unwrap();
+        assert_eq!(peeking.vhost, "v");
+        assert!(peeking.peek.is_some());
+        let off = settings(&["--report-udp", "off", "--max-age", "1m"]).unwrap();
+        assert_eq!(off.listen.report_udp, None);
+        assert_eq!(off.timestamps.max_age_ms, 60_000);
+    }
+}
