@@ -1,9 +1,12 @@
-//! Scaling behavior: stabilisation windows and rate limits on top of the raw proposal, as in
-//! `k8s: pkg/controller/podautoscaler/horizontal.go` (`normalizeDesiredReplicasWithBehaviors`,
-//! `stabilizeRecommendationWithBehaviors`, `convertDesiredReplicasWithBehaviorRate`,
-//! `calculateScaleUpLimitWithScalingRules`, `calculateScaleDownLimitWithBehaviors`,
-//! `getReplicasChangePerPeriod`), with the defaults of `pkg/apis/autoscaling/v2/defaults.go`.
-//! Every duration goes through a [`ClockScale`] so a test can run the controller faster than life.
+//! Scaling behavior (`spec.behavior` set): stabilisation windows and rate limits on top of the raw
+//! proposal, as in `k8s: pkg/controller/podautoscaler/horizontal.go`
+//! (`normalizeDesiredReplicasWithBehaviors`, `stabilizeRecommendationWithBehaviors`,
+//! `convertDesiredReplicasWithBehaviorRate`, `calculateScaleUpLimitWithScalingRules`,
+//! `calculateScaleDownLimitWithBehaviors`, `getReplicasChangePerPeriod`, `storeScaleEvent`,
+//! `markScaleEventsOutdated`, `recordInitialRecommendation`), with the defaults of
+//! `pkg/apis/autoscaling/v2/defaults.go`. An HPA without `spec.behavior` takes the legacy path in
+//! [`super::legacy`] instead. Every duration goes through a [`ClockScale`] so a test can run the
+//! controller faster than life.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +58,7 @@ pub enum Select {
     Disabled,
 }
 
-/// `HPAScalingRules` for one direction.
+/// `HPAScalingRules` for one direction, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScalingRules {
     /// `stabilizationWindowSeconds`, already scaled.
@@ -64,6 +67,52 @@ pub struct ScalingRules {
     pub select: Select,
     /// `policies`.
     pub policies: Vec<Policy>,
+}
+
+impl ScalingRules {
+    /// `GenerateHPAScaleUpRules(nil)`: no stabilisation, max(4 pods, 100 %) per 15 s.
+    pub fn default_scale_up(clock: ClockScale) -> Self {
+        Self {
+            stabilization_window: Duration::ZERO,
+            select: Select::Max,
+            policies: vec![
+                Policy {
+                    kind: PolicyKind::Pods,
+                    value: 4,
+                    period: clock.secs(15.0),
+                },
+                Policy {
+                    kind: PolicyKind::Percent,
+                    value: 100,
+                    period: clock.secs(15.0),
+                },
+            ],
+        }
+    }
+
+    /// `GenerateHPAScaleDownRules(nil)`: 100 % per 15 s, after a 300 s window (the controller's
+    /// `--horizontal-pod-autoscaler-downscale-stabilization`, filled in by
+    /// `maybeInitScaleDownStabilizationWindow`).
+    pub fn default_scale_down(clock: ClockScale) -> Self {
+        Self {
+            stabilization_window: clock.secs(300.0),
+            select: Select::Max,
+            policies: vec![Policy {
+                kind: PolicyKind::Percent,
+                value: 100,
+                period: clock.secs(15.0),
+            }],
+        }
+    }
+
+    /// `getLongestPolicyPeriod`.
+    fn longest_period(&self) -> Duration {
+        self.policies
+            .iter()
+            .map(|p| p.period)
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// `HorizontalPodAutoscalerBehavior`.
@@ -76,59 +125,52 @@ pub struct Behavior {
 }
 
 impl Behavior {
-    /// The autoscaling/v2 defaults (`defaults.go`: `defaultHPAScaleUpRules`,
-    /// `defaultHPAScaleDownRules`; the scale-down window is the controller's
-    /// `--horizontal-pod-autoscaler-downscale-stabilization`, 5 min, filled in by
-    /// `maybeInitScaleDownStabilizationWindow`): up with no stabilisation, by max(4 pods, 100 %)
-    /// per 15 s; down after a 300 s window, by 100 % per 15 s.
+    /// `behavior: {}` after defaulting: [`ScalingRules::default_scale_up`] and
+    /// [`ScalingRules::default_scale_down`].
     pub fn kubernetes_default(clock: ClockScale) -> Self {
         Self {
-            scale_up: ScalingRules {
-                stabilization_window: Duration::ZERO,
-                select: Select::Max,
-                policies: vec![
-                    Policy {
-                        kind: PolicyKind::Pods,
-                        value: 4,
-                        period: clock.secs(15.0),
-                    },
-                    Policy {
-                        kind: PolicyKind::Percent,
-                        value: 100,
-                        period: clock.secs(15.0),
-                    },
-                ],
-            },
-            scale_down: ScalingRules {
-                stabilization_window: clock.secs(300.0),
-                select: Select::Max,
-                policies: vec![Policy {
-                    kind: PolicyKind::Percent,
-                    value: 100,
-                    period: clock.secs(15.0),
-                }],
-            },
+            scale_up: ScalingRules::default_scale_up(clock),
+            scale_down: ScalingRules::default_scale_down(clock),
         }
     }
 }
 
+/// A past raw proposal (`timestampedRecommendation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recommendation {
+    /// The proposed replica count before stabilisation.
+    pub replicas: i32,
+    /// When it was recorded.
+    pub at: Instant,
+}
+
 /// A past scale change (`timestampedScaleEvent`).
-#[derive(Debug, Clone, Copy)]
-struct ScaleEvent {
-    change: i32,
-    at: Instant,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleEvent {
+    /// Replicas added (scale-up list) or removed (scale-down list), never negative.
+    pub change: i32,
+    /// When the change was made.
+    pub at: Instant,
+    /// Older than the direction's longest policy period when an event was last stored: free for
+    /// reuse, but still counted by a policy whose period reaches back to it.
+    pub outdated: bool,
 }
 
 /// The controller's memory for one HPA: past recommendations and scale events.
 #[derive(Debug, Default)]
 pub struct BehaviorState {
-    recommendations: Vec<(i32, Instant)>,
-    scale_up_events: Vec<ScaleEvent>,
-    scale_down_events: Vec<ScaleEvent>,
+    /// `recommendations[key]`; `None` until the first sync (Go's nil slice), which is what makes
+    /// [`BehaviorState::record_initial`] record the starting size.
+    pub recommendations: Option<Vec<Recommendation>>,
+    /// `scaleUpEvents[key]`.
+    pub scale_up_events: Vec<ScaleEvent>,
+    /// `scaleDownEvents[key]`.
+    pub scale_down_events: Vec<ScaleEvent>,
 }
 
-/// `getReplicasChangePerPeriod`: the replicas changed by events newer than `now − period`.
-fn change_in_period(period: Duration, events: &[ScaleEvent], now: Instant) -> i32 {
+/// `getReplicasChangePerPeriod`: the replicas changed by events newer than `now − period`
+/// (outdated or not).
+pub fn change_in_period(period: Duration, events: &[ScaleEvent], now: Instant) -> i32 {
     let cutoff = now.checked_sub(period);
     events
         .iter()
@@ -137,22 +179,33 @@ fn change_in_period(period: Duration, events: &[ScaleEvent], now: Instant) -> i3
         .sum()
 }
 
+/// The replica count at the start of `policy`'s period: the current count minus what was added
+/// and plus what was removed inside it.
+fn period_start(current: i32, state: &BehaviorState, policy: &Policy, now: Instant) -> i32 {
+    let added = change_in_period(policy.period, &state.scale_up_events, now);
+    let deleted = change_in_period(policy.period, &state.scale_down_events, now);
+    current - added + deleted
+}
+
 /// `calculateScaleUpLimitWithScalingRules`: the most replicas the up-policies allow now.
-fn scale_up_limit(current: i32, state: &BehaviorState, rules: &ScalingRules, now: Instant) -> i32 {
+pub fn scale_up_limit(
+    current: i32,
+    state: &BehaviorState,
+    rules: &ScalingRules,
+    now: Instant,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select {
         Select::Disabled => return current,
         Select::Min => (i32::MAX, std::cmp::min),
         Select::Max => (i32::MIN, std::cmp::max),
     };
     for policy in &rules.policies {
-        let added = change_in_period(policy.period, &state.scale_up_events, now);
-        let deleted = change_in_period(policy.period, &state.scale_down_events, now);
-        let period_start = current - added + deleted;
+        let start = period_start(current, state, policy, now);
         let proposed = match policy.kind {
-            PolicyKind::Pods => period_start + policy.value,
+            PolicyKind::Pods => start + policy.value,
             // Rounded up so a small count can always grow.
             PolicyKind::Percent => {
-                (f64::from(period_start) * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i32
+                (f64::from(start) * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i32
             }
         };
         result = pick(result, proposed);
@@ -161,7 +214,7 @@ fn scale_up_limit(current: i32, state: &BehaviorState, rules: &ScalingRules, now
 }
 
 /// `calculateScaleDownLimitWithBehaviors`: the fewest replicas the down-policies allow now.
-fn scale_down_limit(
+pub fn scale_down_limit(
     current: i32,
     state: &BehaviorState,
     rules: &ScalingRules,
@@ -173,13 +226,11 @@ fn scale_down_limit(
         Select::Max => (i32::MAX, std::cmp::min),
     };
     for policy in &rules.policies {
-        let added = change_in_period(policy.period, &state.scale_up_events, now);
-        let deleted = change_in_period(policy.period, &state.scale_down_events, now);
-        let period_start = current - added + deleted;
+        let start = period_start(current, state, policy, now);
         let proposed = match policy.kind {
-            PolicyKind::Pods => period_start - policy.value,
+            PolicyKind::Pods => start - policy.value,
             PolicyKind::Percent => {
-                (f64::from(period_start) * (1.0 - f64::from(policy.value) / 100.0)) as i32
+                (f64::from(start) * (1.0 - f64::from(policy.value) / 100.0)) as i32
             }
         };
         result = pick(result, proposed);
@@ -187,10 +238,46 @@ fn scale_down_limit(
     result
 }
 
+/// `markScaleEventsOutdated` then the store: marks every event older than `longest` outdated
+/// (the mark is never cleared), puts the new event in place of the last outdated one, or
+/// appends it when none is outdated. Events are never dropped, so a policy of the other
+/// direction with a longer period still counts them.
+fn store_event(events: &mut Vec<ScaleEvent>, longest: Duration, change: i32, now: Instant) {
+    let cutoff = now.checked_sub(longest);
+    for event in events.iter_mut() {
+        if cutoff.is_some_and(|c| event.at < c) {
+            event.outdated = true;
+        }
+    }
+    let new = ScaleEvent {
+        change,
+        at: now,
+        outdated: false,
+    };
+    match events.iter().rposition(|e| e.outdated) {
+        Some(i) => events[i] = new,
+        None => events.push(new),
+    }
+}
+
 impl BehaviorState {
+    /// `recordInitialRecommendation`: on an HPA's first sync (and after a controller restart),
+    /// the current count becomes a recommendation, so the scale-down window never goes below the
+    /// starting size ("nothing below the initial size for the window"). Does nothing once a
+    /// history exists, including an empty one given on purpose.
+    pub fn record_initial(&mut self, current: i32, now: Instant) {
+        if self.recommendations.is_none() {
+            self.recommendations = Some(vec![Recommendation {
+                replicas: current,
+                at: now,
+            }]);
+        }
+    }
+
     /// `stabilizeRecommendationWithBehaviors`: the result is the current count pulled up to the
     /// minimum of the recommendations inside the up-window and down to the maximum of those inside
-    /// the down-window; the new raw recommendation is recorded (replacing one older than both).
+    /// the down-window; the new raw recommendation is recorded in place of the last one older than
+    /// both windows, or appended.
     pub fn stabilize(
         &mut self,
         behavior: &Behavior,
@@ -201,29 +288,36 @@ impl BehaviorState {
         let up_cutoff = now.checked_sub(behavior.scale_up.stabilization_window);
         let down_cutoff = now.checked_sub(behavior.scale_down.stabilization_window);
         let after = |at: Instant, cutoff: Option<Instant>| cutoff.is_none_or(|c| at > c);
+        let before = |at: Instant, cutoff: Option<Instant>| cutoff.is_some_and(|c| at < c);
         let (mut up, mut down) = (desired, desired);
+        let recommendations = self.recommendations.get_or_insert_with(Vec::new);
         let mut old_index = None;
-        for (i, &(rec, at)) in self.recommendations.iter().enumerate() {
-            if after(at, up_cutoff) {
-                up = up.min(rec);
+        for (i, rec) in recommendations.iter().enumerate() {
+            if after(rec.at, up_cutoff) {
+                up = up.min(rec.replicas);
             }
-            if after(at, down_cutoff) {
-                down = down.max(rec);
+            if after(rec.at, down_cutoff) {
+                down = down.max(rec.replicas);
             }
-            if up_cutoff.is_some_and(|c| at < c) && down_cutoff.is_some_and(|c| at < c) {
+            if before(rec.at, up_cutoff) && before(rec.at, down_cutoff) {
                 old_index = Some(i);
             }
         }
-        let recommendation = current.max(up).min(down);
+        let new = Recommendation {
+            replicas: desired,
+            at: now,
+        };
         match old_index {
-            Some(i) => self.recommendations[i] = (desired, now),
-            None => self.recommendations.push((desired, now)),
+            Some(i) => recommendations[i] = new,
+            None => recommendations.push(new),
         }
-        recommendation
+        current.max(up).min(down)
     }
 
-    /// `convertDesiredReplicasWithBehaviorRate`: caps a rise at min(max replicas, up-limit) and a
-    /// fall at max(min replicas, down-limit).
+    /// `convertDesiredReplicasWithBehaviorRate`: a rise is capped at min(max replicas, up-limit)
+    /// and a fall at max(min replicas, down-limit); returns the count and the `ScalingLimited`
+    /// reason (`DesiredWithinRange`, `ScaleUpLimit`, `TooManyReplicas`, `ScaleDownLimit`,
+    /// `TooFewReplicas`).
     pub fn limit_rate(
         &self,
         behavior: &Behavior,
@@ -231,48 +325,49 @@ impl BehaviorState {
         desired: i32,
         (min_replicas, max_replicas): (i32, i32),
         now: Instant,
-    ) -> i32 {
+    ) -> (i32, &'static str) {
         if desired > current {
+            // Never below the current count, even after many recent scale-ups.
             let limit = scale_up_limit(current, self, &behavior.scale_up, now).max(current);
-            desired.min(max_replicas.min(limit))
+            let (allowed, reason) = if max_replicas > limit {
+                (limit, "ScaleUpLimit")
+            } else {
+                (max_replicas, "TooManyReplicas")
+            };
+            if desired > allowed {
+                return (allowed, reason);
+            }
         } else if desired < current {
             let limit = scale_down_limit(current, self, &behavior.scale_down, now).min(current);
-            desired.max(min_replicas.max(limit))
-        } else {
-            desired
+            let (allowed, reason) = if min_replicas < limit {
+                (limit, "ScaleDownLimit")
+            } else {
+                (min_replicas, "TooFewReplicas")
+            };
+            if desired < allowed {
+                return (allowed, reason);
+            }
         }
+        (desired, "DesiredWithinRange")
     }
 
-    /// `storeScaleEvent`: remembers a change for the rate limits (events older than the longest
-    /// policy period are marked outdated in Go and reused; here they are dropped).
-    pub fn record_scale(&mut self, behavior: &Behavior, from: i32, to: i32, now: Instant) {
-        let longest = |rules: &ScalingRules| {
-            rules
-                .policies
-                .iter()
-                .map(|p| p.period)
-                .max()
-                .unwrap_or_default()
-        };
-        let keep = |events: &mut Vec<ScaleEvent>, period: Duration| {
-            events.retain(|e| now.checked_sub(period).is_none_or(|c| e.at > c))
+    /// `storeScaleEvent`: remembers a change for the rate limits. Without `spec.behavior` nothing
+    /// is stored ("we should not store any event as they will not be used").
+    pub fn record_scale(&mut self, behavior: Option<&Behavior>, from: i32, to: i32, now: Instant) {
+        let Some(behavior) = behavior else {
+            return;
         };
         if to > from {
-            keep(&mut self.scale_up_events, longest(&behavior.scale_up));
-            self.scale_up_events.push(ScaleEvent {
-                change: to - from,
-                at: now,
-            });
-        } else if to < from {
-            keep(&mut self.scale_down_events, longest(&behavior.scale_down));
-            self.scale_down_events.push(ScaleEvent {
-                change: from - to,
-                at: now,
-            });
+            let longest = behavior.scale_up.longest_period();
+            store_event(&mut self.scale_up_events, longest, to - from, now);
+        } else {
+            let longest = behavior.scale_down.longest_period();
+            store_event(&mut self.scale_down_events, longest, from - to, now);
         }
     }
 
-    /// `normalizeDesiredReplicasWithBehaviors`: stabilise, then rate-limit and clamp to min/max.
+    /// Stabilise, then rate-limit and clamp to min/max (`normalizeDesiredReplicasWithBehaviors`
+    /// without the conditions; the controller sets those).
     pub fn normalize(
         &mut self,
         behavior: &Behavior,
@@ -283,105 +378,9 @@ impl BehaviorState {
     ) -> i32 {
         let stabilized = self.stabilize(behavior, current, desired, now);
         self.limit_rate(behavior, current, stabilized, bounds, now)
+            .0
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn default() -> Behavior {
-        Behavior::kubernetes_default(ClockScale::REAL)
-    }
-
-    #[test]
-    fn clock_scale_divides_durations() {
-        let b = Behavior::kubernetes_default(ClockScale { speedup: 15.0 });
-        assert_eq!(b.scale_down.stabilization_window, Duration::from_secs(20));
-        assert_eq!(b.scale_up.policies[0].period, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn scale_up_is_immediate_but_limited_to_max_of_4_pods_or_double() {
-        let mut s = BehaviorState::default();
-        let now = Instant::now();
-        // From 1: max(1 + 4, 2 × 1) = 5.
-        assert_eq!(s.normalize(&default(), 1, 20, (1, 50), now), 5);
-        // From 10: max(14, 20) = 20.
-        let mut s = BehaviorState::default();
-        assert_eq!(s.normalize(&default(), 10, 40, (1, 50), now), 20);
-    }
-
-    #[test]
-    fn scale_up_limit_counts_changes_within_the_period() {
-        let b = default();
-        let mut s = BehaviorState::default();
-        let t0 = Instant::now();
-        let first = s.normalize(&b, 1, 20, (1, 50), t0);
-        assert_eq!(first, 5);
-        s.record_scale(&b, 1, first, t0);
-        // 5 s later, same 15 s period: period start is 1, so the cap is still 5.
-        let t1 = t0 + Duration::from_secs(5);
-        assert_eq!(s.normalize(&b, 5, 20, (1, 50), t1), 5);
-        // After the period the cap is max(5 + 4, 10) = 10.
-        let t2 = t0 + Duration::from_secs(16);
-        assert_eq!(s.normalize(&b, 5, 20, (1, 50), t2), 10);
-    }
-
-    #[test]
-    fn max_replicas_caps_scale_up() {
-        let mut s = BehaviorState::default();
-        assert_eq!(s.normalize(&default(), 4, 40, (1, 6), Instant::now()), 6);
-    }
-
-    #[test]
-    fn scale_down_waits_for_the_stabilisation_window() {
-        let b = default();
-        let mut s = BehaviorState::default();
-        let t0 = Instant::now();
-        // A high recommendation at t0 holds the count for 300 s.
-        assert_eq!(s.normalize(&b, 8, 8, (1, 50), t0), 8);
-        let t1 = t0 + Duration::from_secs(100);
-        assert_eq!(s.normalize(&b, 8, 2, (1, 50), t1), 8);
-        // At 301 s the t0 recommendation has left the window; t1's (2) is the max.
-        let t2 = t0 + Duration::from_secs(301);
-        assert_eq!(s.normalize(&b, 8, 2, (1, 50), t2), 2);
-    }
-
-    #[test]
-    fn min_replicas_floors_scale_down() {
-        let b = default();
-        let mut s = BehaviorState::default();
-        let t0 = Instant::now();
-        assert_eq!(s.normalize(&b, 4, 0, (2, 50), t0), 2);
-    }
-
-    #[test]
-    fn disabled_direction_does_not_move() {
-        let mut b = default();
-        b.scale_down.select = Select::Disabled;
-        b.scale_down.stabilization_window = Duration::ZERO;
-        let mut s = BehaviorState::default();
-        assert_eq!(s.normalize(&b, 5, 1, (1, 50), Instant::now()), 5);
-    }
-
-    #[test]
-    fn pods_policy_limits_scale_down_per_period() {
-        let mut b = default();
-        b.scale_down.stabilization_window = Duration::ZERO;
-        b.scale_down.policies = vec![Policy {
-            kind: PolicyKind::Pods,
-            value: 2,
-            period: Duration::from_secs(60),
-        }];
-        let mut s = BehaviorState::default();
-        let t0 = Instant::now();
-        assert_eq!(s.normalize(&b, 10, 1, (1, 50), t0), 8);
-        s.record_scale(&b, 10, 8, t0);
-        // Same period: period start is 10, so still no lower than 8.
-        assert_eq!(
-            s.normalize(&b, 8, 1, (1, 50), t0 + Duration::from_secs(30)),
-            8
-        );
-    }
-}
+mod tests;

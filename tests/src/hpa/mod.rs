@@ -1,21 +1,35 @@
 //! A faithful model of the Kubernetes HPA controller (autoscaling/v2) as a library, so tests and
 //! benchmarks can close the loop without a cluster: it reads metrics with the HPA's own requests
-//! ([`client`]), turns each into a proposal with the replica calculator ([`calculator`]), takes the
-//! largest, and applies stabilisation and rate limits ([`behavior`]), all on a scalable clock.
+//! ([`client`]), turns each into a proposal with the replica calculator ([`calculator`], pods as
+//! [`pods`] sorts them), takes the largest ([`metrics`]), and normalises it with stabilisation and
+//! rate limits ([`behavior`], or [`legacy`] for an HPA without `spec.behavior`), writing the
+//! HPA's conditions ([`conditions`]), all on a scalable clock ([`controller`]).
 //!
-//! Source: `k8s: pkg/controller/podautoscaler/horizontal.go` (`reconcileAutoscaler`,
-//! `computeReplicasForMetrics`, `computeReplicasForMetric`) and `replica_calculator.go`.
+//! Source: `k8s: pkg/controller/podautoscaler/horizontal.go` and `replica_calculator.go`, read at
+//! commit `a769d5884497dc246960b38f3e5aae2cc30dd062` (the copy stored for the omerap12/kubernetes
+//! fork of kubernetes/kubernetes: autoscaling/v2, per-direction `Tolerances`, the int64/int32
+//! overflow caps, `recordInitialRecommendation`, and the beta `HPAScaleToZero` gate with the
+//! `ScaledToZero` condition). Kubernetes' own test tables for these files are ported in
+//! `tests/tests/hpa_replica_calculator.rs` and `tests/tests/hpa_horizontal.rs`.
 
 pub mod behavior;
 pub mod calculator;
 pub mod client;
+pub mod conditions;
+pub mod controller;
+pub mod legacy;
+pub mod metrics;
+pub mod pods;
 pub mod quantity;
 
-use std::time::Instant;
+use std::time::Duration;
 
-use behavior::{Behavior, BehaviorState, ClockScale};
-use calculator::{CalcError, Pod, PodPhase, Tolerances};
-use client::{FetchError, RawGet, Reading};
+use behavior::{Behavior, ClockScale};
+use calculator::{Pod, Tolerances};
+use legacy::LegacyScaleUpLimit;
+
+pub use conditions::{Condition, ConditionType};
+pub use controller::{Controller, Decision};
 
 /// Which kind of metric (`MetricSourceType`), with what Object names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,16 +97,28 @@ pub struct HpaSpec {
     pub max_replicas: i32,
     /// `metrics`.
     pub metrics: Vec<MetricSpec>,
-    /// `behavior`, defaults filled in.
-    pub behavior: Behavior,
-    /// The controller's tolerance.
+    /// `behavior` with defaults filled in; `None` is an HPA without `spec.behavior`, which takes
+    /// the legacy path ([`legacy`]: one scale-down window, max(2 × current, 4) per sync).
+    pub behavior: Option<Behavior>,
+    /// The tolerances `tolerancesForHpa` returns: the controller's
+    /// `--horizontal-pod-autoscaler-tolerance`, or per direction from `behavior.*.tolerance`.
     pub tolerances: Tolerances,
+    /// The controller's `--horizontal-pod-autoscaler-downscale-stabilization` (300 s, scaled): the
+    /// scale-down window of the legacy path.
+    pub downscale_stabilization: Duration,
+    /// The legacy path's scale-up cap (`scaleUpLimitFactor`, `scaleUpLimitMinimum`).
+    pub legacy_scale_up: LegacyScaleUpLimit,
+    /// The `HPAScaleToZero` feature gate (beta and on by default; alpha, off, up to 1.36): scaling
+    /// to and from zero replicas and the `ScaledToZero` condition (see [`controller`]).
+    pub scale_to_zero: bool,
     /// The preferred custom.metrics.k8s.io version (`v1beta2` when served).
     pub custom_version: String,
 }
 
 impl HpaSpec {
-    /// An HPA with the Kubernetes defaults (behavior, 10 % tolerance) on `clock`.
+    /// An HPA with `behavior: {}` (every default filled in, as in the example manifests) and a
+    /// controller with its default flags (10 % tolerance, 300 s downscale window, scale-to-zero
+    /// gate on) on `clock`. Set `behavior` to `None` for an HPA without `spec.behavior`.
     pub fn new(namespace: &str, pod_selector: &str, bounds: (i32, i32), clock: ClockScale) -> Self {
         Self {
             namespace: namespace.into(),
@@ -100,8 +126,11 @@ impl HpaSpec {
             min_replicas: bounds.0,
             max_replicas: bounds.1,
             metrics: Vec::new(),
-            behavior: Behavior::kubernetes_default(clock),
+            behavior: Some(Behavior::kubernetes_default(clock)),
             tolerances: Tolerances::default(),
+            downscale_stabilization: clock.secs(300.0),
+            legacy_scale_up: LegacyScaleUpLimit::default(),
+            scale_to_zero: true,
             custom_version: "v1beta2".into(),
         }
     }
@@ -116,168 +145,6 @@ pub struct ScaleState {
     pub status_replicas: i32,
     /// Pods matched by the selector.
     pub pods: Vec<Pod>,
-}
-
-/// The outcome of one sync.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// The replica count to set (equal to the current count when holding).
-    pub desired: i32,
-    /// Per metric: the proposal and the usage the HPA would report, or the error.
-    pub proposals: Vec<Result<(i32, i64), String>>,
-    /// Why (mirrors the controller's condition reasons).
-    pub reason: &'static str,
-}
-
-/// One HPA's controller: its spec and its memory of past recommendations and scale events.
-#[derive(Debug)]
-pub struct Controller {
-    /// The HPA object.
-    pub spec: HpaSpec,
-    state: BehaviorState,
-}
-
-impl Controller {
-    /// A controller with no history.
-    pub fn new(spec: HpaSpec) -> Self {
-        Self {
-            spec,
-            state: BehaviorState::default(),
-        }
-    }
-
-    /// `computeReplicasForMetric`: one reading → a proposal and the usage.
-    fn propose(
-        &self,
-        metric: &MetricSpec,
-        reading: &Reading,
-        scale: &ScaleState,
-    ) -> Result<(i32, i64), CalcError> {
-        let tol = self.spec.tolerances;
-        let current = scale.spec_replicas;
-        let ready = || {
-            if scale.pods.is_empty() {
-                return Err(CalcError::NoPods);
-            }
-            Ok(scale
-                .pods
-                .iter()
-                .filter(|p| p.phase == PodPhase::Running)
-                .count() as i32)
-        };
-        let value_replicas = |usage: i64, target: i64| {
-            let ratio = usage as f64 / target as f64;
-            // getUsageRatioReplicaCount lists pods only outside the tolerance.
-            let ready = if current != 0 && !tol.is_within(ratio) {
-                ready()?
-            } else {
-                0
-            };
-            Ok((
-                calculator::usage_ratio_replica_count(current, ratio, tol, ready),
-                usage,
-            ))
-        };
-        match (reading, metric.target) {
-            (Reading::Object { value, .. }, Target::Value(t)) => value_replicas(*value, t),
-            (Reading::Object { value, .. }, Target::AverageValue(t)) => Ok(
-                calculator::per_pod_replicas(scale.status_replicas, *value, t, tol),
-            ),
-            (Reading::Pods { values, .. }, Target::AverageValue(t) | Target::Value(t)) => {
-                calculator::pods_replicas(current, values.clone(), t, tol, &scale.pods)
-            }
-            (Reading::External { values, .. }, Target::Value(t)) => {
-                value_replicas(values.iter().sum(), t)
-            }
-            (Reading::External { values, .. }, Target::AverageValue(t)) => Ok(
-                calculator::per_pod_replicas(scale.status_replicas, values.iter().sum(), t, tol),
-            ),
-        }
-    }
-
-    /// `reconcileAutoscaler` from the readings on: bounds first, then the largest valid proposal
-    /// (holding when every metric is invalid, or when some are and the rest would scale down),
-    /// then behavior normalisation; a change is recorded for the rate limits.
-    pub fn decide(
-        &mut self,
-        now: Instant,
-        scale: &ScaleState,
-        readings: &[Result<Reading, FetchError>],
-    ) -> Decision {
-        let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
-        let current = scale.spec_replicas;
-        let hold = |proposals, reason| Decision {
-            desired: current,
-            proposals,
-            reason,
-        };
-        if current == 0 && min != 0 {
-            return hold(Vec::new(), "ScalingDisabled");
-        }
-        let (desired, reason, proposals) = if current > max {
-            (max, "TooManyReplicas", Vec::new())
-        } else if current < min {
-            (min, "TooFewReplicas", Vec::new())
-        } else {
-            let proposals: Vec<Result<(i32, i64), String>> = self
-                .spec
-                .metrics
-                .iter()
-                .zip(readings)
-                .map(|(m, r)| match r {
-                    Ok(reading) => self.propose(m, reading, scale).map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("unable to get metric {}: {e}", m.metric)),
-                })
-                .collect();
-            let invalid = proposals.iter().filter(|p| p.is_err()).count()
-                + self.spec.metrics.len().saturating_sub(readings.len());
-            let best = proposals
-                .iter()
-                .filter_map(|p| p.as_ref().ok().map(|(r, _)| *r))
-                .max()
-                .unwrap_or(0);
-            if invalid >= self.spec.metrics.len() || (invalid > 0 && best < current) {
-                return hold(proposals, "FailedComputeMetricsReplicas");
-            }
-            let normalized =
-                self.state
-                    .normalize(&self.spec.behavior, current, best.max(0), (min, max), now);
-            (normalized, "ValidMetricFound", proposals)
-        };
-        if desired != current {
-            self.state
-                .record_scale(&self.spec.behavior, current, desired, now);
-        }
-        Decision {
-            desired,
-            proposals,
-            reason,
-        }
-    }
-
-    /// One full sync: reads every metric with `getter`, then [`Controller::decide`]. Returns the
-    /// readings too, so a caller can check what the HPA saw.
-    pub async fn sync(
-        &mut self,
-        getter: &impl RawGet,
-        now: Instant,
-        scale: &ScaleState,
-    ) -> (Decision, Vec<Result<Reading, FetchError>>) {
-        let mut readings = Vec::with_capacity(self.spec.metrics.len());
-        for metric in &self.spec.metrics {
-            readings.push(
-                client::fetch(
-                    getter,
-                    metric,
-                    &self.spec.namespace,
-                    &self.spec.custom_version,
-                    &self.spec.pod_selector,
-                )
-                .await,
-            );
-        }
-        (self.decide(now, scale, &readings), readings)
-    }
 }
 
 #[cfg(test)]
