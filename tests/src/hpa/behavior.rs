@@ -260,6 +260,21 @@ fn store_event(events: &mut Vec<ScaleEvent>, longest: Duration, change: i32, now
     }
 }
 
+/// Records a raw proposal in place of the recommendation at `old_index` (one that left every
+/// window), or appends it: both stabilisations reuse one stale slot per sync.
+pub(super) fn record_recommendation(
+    recommendations: &mut Vec<Recommendation>,
+    old_index: Option<usize>,
+    replicas: i32,
+    now: Instant,
+) {
+    let new = Recommendation { replicas, at: now };
+    match old_index {
+        Some(i) => recommendations[i] = new,
+        None => recommendations.push(new),
+    }
+}
+
 impl BehaviorState {
     /// `recordInitialRecommendation`: on an HPA's first sync (and after a controller restart),
     /// the current count becomes a recommendation, so the scale-down window never goes below the
@@ -303,14 +318,7 @@ impl BehaviorState {
                 old_index = Some(i);
             }
         }
-        let new = Recommendation {
-            replicas: desired,
-            at: now,
-        };
-        match old_index {
-            Some(i) => recommendations[i] = new,
-            None => recommendations.push(new),
-        }
+        record_recommendation(recommendations, old_index, desired, now);
         current.max(up).min(down)
     }
 

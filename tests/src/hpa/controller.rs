@@ -236,14 +236,8 @@ fn normalize(
     } else {
         "ScaleDownStabilized"
     };
-    set_condition(
-        conditions,
-        Condition::new(ConditionType::AbleToScale, true, able),
-    );
-    let (limited, reason) = state.limit_rate(behavior, current, stabilized, bounds, now);
-    let clamped = Condition::new(ConditionType::ScalingLimited, limited != stabilized, reason);
-    set_condition(conditions, clamped);
-    limited
+    let limited = state.limit_rate(behavior, current, stabilized, bounds, now);
+    note_normalized(conditions, able, stabilized, limited)
 }
 
 /// `normalizeDesiredReplicas` (no `spec.behavior`): the controller-wide scale-down window, then
@@ -262,13 +256,24 @@ fn normalize_legacy(
     } else {
         "ScaleDownStabilized"
     };
+    let bounds = (spec.min_replicas, spec.max_replicas);
+    let limited = legacy::convert_with_rules(current, stabilized, bounds, spec.legacy_scale_up);
+    note_normalized(conditions, able, stabilized, limited)
+}
+
+/// The conditions both normalisations write: `AbleToScale` with `able` (did a window change the
+/// proposal?) and `ScalingLimited` with the limit's reason, `True` when it changed the stabilised
+/// count. Returns the count.
+fn note_normalized(
+    conditions: &mut Vec<Condition>,
+    able: &'static str,
+    stabilized: i32,
+    (limited, reason): (i32, &'static str),
+) -> i32 {
     set_condition(
         conditions,
         Condition::new(ConditionType::AbleToScale, true, able),
     );
-    let bounds = (spec.min_replicas, spec.max_replicas);
-    let (limited, reason) =
-        legacy::convert_with_rules(current, stabilized, bounds, spec.legacy_scale_up);
     let clamped = Condition::new(ConditionType::ScalingLimited, limited != stabilized, reason);
     set_condition(conditions, clamped);
     limited

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::behavior::{BehaviorState, Recommendation};
+use super::behavior::{BehaviorState, record_recommendation};
 
 /// `calculateScaleUpLimit`'s constants. Kubernetes' own tests set `scaleUpLimitFactor = 8`
 /// (`horizontal_test.go` `init`), which is why this is a setting and not a constant.
@@ -75,14 +75,7 @@ impl BehaviorState {
                 max = max.max(rec.replicas);
             }
         }
-        let new = Recommendation {
-            replicas: desired,
-            at: now,
-        };
-        match old_index {
-            Some(i) => recommendations[i] = new,
-            None => recommendations.push(new),
-        }
+        record_recommendation(recommendations, old_index, desired, now);
         max
     }
 }
