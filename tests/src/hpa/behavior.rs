@@ -175,16 +175,16 @@ pub fn change_in_period(period: Duration, events: &[ScaleEvent], now: Instant) -
     events
         .iter()
         .filter(|e| cutoff.is_none_or(|c| e.at > c))
-        .map(|e| e.change)
-        .sum()
+        .fold(0, |sum, e| sum.saturating_add(e.change))
 }
 
 /// The replica count at the start of `policy`'s period: the current count minus what was added
-/// and plus what was removed inside it.
+/// and plus what was removed inside it. (Sums saturate here and below where Go's int32 would
+/// wrap: only absurd policy values get there, and they must not panic.)
 fn period_start(current: i32, state: &BehaviorState, policy: &Policy, now: Instant) -> i32 {
     let added = change_in_period(policy.period, &state.scale_up_events, now);
     let deleted = change_in_period(policy.period, &state.scale_down_events, now);
-    current - added + deleted
+    current.saturating_sub(added).saturating_add(deleted)
 }
 
 /// `calculateScaleUpLimitWithScalingRules`: the most replicas the up-policies allow now.
@@ -202,7 +202,7 @@ pub fn scale_up_limit(
     for policy in &rules.policies {
         let start = period_start(current, state, policy, now);
         let proposed = match policy.kind {
-            PolicyKind::Pods => start + policy.value,
+            PolicyKind::Pods => start.saturating_add(policy.value),
             // Rounded up so a small count can always grow.
             PolicyKind::Percent => {
                 (f64::from(start) * (1.0 + f64::from(policy.value) / 100.0)).ceil() as i32
@@ -228,7 +228,7 @@ pub fn scale_down_limit(
     for policy in &rules.policies {
         let start = period_start(current, state, policy, now);
         let proposed = match policy.kind {
-            PolicyKind::Pods => start - policy.value,
+            PolicyKind::Pods => start.saturating_sub(policy.value),
             PolicyKind::Percent => {
                 (f64::from(start) * (1.0 - f64::from(policy.value) / 100.0)) as i32
             }

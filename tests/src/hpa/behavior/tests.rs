@@ -130,3 +130,21 @@ fn pods_policy_limits_scale_down_per_period() {
         8
     );
 }
+
+#[test]
+fn absurd_policy_values_saturate_instead_of_panicking() {
+    let mut b = default();
+    b.scale_up.policies[0].value = i32::MAX;
+    b.scale_down.stabilization_window = Duration::ZERO;
+    b.scale_down.policies = vec![Policy {
+        kind: PolicyKind::Pods,
+        value: i32::MAX,
+        period: Duration::from_secs(60),
+    }];
+    let mut s = BehaviorState::default();
+    let t0 = t0();
+    s.record_scale(Some(&b), 0, i32::MAX, t0);
+    s.record_scale(Some(&b), i32::MAX, 0, t0);
+    assert_eq!(s.normalize(&b, 5, i32::MAX, (1, i32::MAX), t0), i32::MAX);
+    assert_eq!(s.normalize(&b, 5, 1, (1, i32::MAX), t0), 1);
+}
