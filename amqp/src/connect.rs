@@ -24,6 +24,9 @@ pub struct Connector {
     /// A PEM file of CA certificates trusted besides the system roots (`amqps://` only); read
     /// at every attempt, so a rotated CA is picked up on reconnect.
     pub ca_file: Option<PathBuf>,
+    /// A file holding the URL (a mounted Secret): when set, re-read at every attempt, so rotated
+    /// credentials are picked up on reconnect; its URL is used on `url`'s vhost.
+    pub url_file: Option<PathBuf>,
 }
 
 /// Why a connection attempt failed, by what an operator must fix.
@@ -35,6 +38,8 @@ pub enum ConnectFailure {
     Tls,
     /// The CA file could not be read or holds no certificate.
     CaFile,
+    /// The URL file could not be read or holds no valid URL.
+    UrlFile,
     /// No answer, refused, reset or timed out.
     Network,
     /// The broker sent something else (a protocol error, an unknown vhost).
@@ -42,12 +47,13 @@ pub enum ConnectFailure {
 }
 
 impl ConnectFailure {
-    /// A short label for metrics (`auth`, `tls`, `ca_file`, `network`, `protocol`).
+    /// A short label for metrics (`auth`, `tls`, `ca_file`, `url_file`, `network`, `protocol`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Auth => "auth",
             Self::Tls => "tls",
             Self::CaFile => "ca_file",
+            Self::UrlFile => "url_file",
             Self::Network => "network",
             Self::Protocol => "protocol",
         }
@@ -69,18 +75,38 @@ pub struct ConnectError {
 impl Connector {
     /// A connector for `url` with no extra CA.
     pub fn new(url: AmqpUrl) -> Self {
-        Self { url, ca_file: None }
+        Self {
+            url,
+            ca_file: None,
+            url_file: None,
+        }
+    }
+
+    /// The URL to use now: `url_file`'s (on `url`'s vhost) when set, else `url`.
+    pub fn current_url(&self) -> Result<AmqpUrl, ConnectError> {
+        let Some(path) = &self.url_file else {
+            return Ok(self.url.clone());
+        };
+        let fail = |message: String| ConnectError {
+            failure: ConnectFailure::UrlFile,
+            url: self.url.to_string(),
+            message,
+        };
+        let text = read_url_file(path).map_err(fail)?;
+        let url = AmqpUrl::parse(&text).map_err(|e| fail(e.to_string()))?;
+        Ok(url.with_vhost(self.url.vhost()))
     }
 
     /// Connects, naming the connection (`connection_name`, shown in the management UI), with
     /// [`CONNECT_TIMEOUT`].
     pub async fn connect(&self, name: &str) -> Result<Connection, ConnectError> {
+        let url = self.current_url()?;
         let fail = |failure, message: String| ConnectError {
             failure,
-            url: self.url.to_string(),
-            message: self.url.mask(&message),
+            url: url.to_string(),
+            message: url.mask(&message),
         };
-        let tls = match (&self.ca_file, self.url.is_tls()) {
+        let tls = match (&self.ca_file, url.is_tls()) {
             (Some(path), true) => OwnedTLSConfig {
                 identity: None,
                 cert_chain: Some(read_ca(path).map_err(|m| fail(ConnectFailure::CaFile, m))?),
@@ -89,7 +115,7 @@ impl Connector {
         };
         let props = ConnectionProperties::default().with_connection_name(name.into());
         let attempt = Connection::connect_uri_with_config(
-            self.url.uri().clone(),
+            url.uri().clone(),
             props,
             tls,
             lapin::runtime::default_runtime()
@@ -104,6 +130,19 @@ impl Connector {
             )),
         }
     }
+}
+
+/// The largest URL file read.
+const MAX_URL_BYTES: u64 = 4096;
+
+/// Reads a URL file (a mounted Secret), bounded; the error names the file, never its content.
+pub fn read_url_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_URL_BYTES).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// Reads a PEM CA bundle, checking it holds at least one certificate.

@@ -154,8 +154,8 @@ async fn amqps_trusts_the_ca_file_and_refuses_without_it() {
     assert_eq!(err.failure, ConnectFailure::Tls, "{err}");
 
     let trusting = Connector {
-        url: amqps,
         ca_file: Some(ca_file),
+        ..Connector::new(amqps)
     };
     let conn = trusting
         .connect("amqps test")
@@ -172,8 +172,10 @@ async fn amqps_trusts_the_ca_file_and_refuses_without_it() {
     broker::delete(&url, &queue).await;
 
     let missing = Connector {
-        url: AmqpUrl::parse(&proxy::through(&url, "amqps", "localhost", tls.addr())).expect("url"),
         ca_file: Some(dir.path().join("nope.pem")),
+        ..Connector::new(
+            AmqpUrl::parse(&proxy::through(&url, "amqps", "localhost", tls.addr())).expect("url"),
+        )
     };
     let err = missing.connect("amqps test").await.expect_err("no CA file");
     assert_eq!(err.failure, ConnectFailure::CaFile, "{err}");
@@ -212,4 +214,37 @@ async fn the_link_reconnects_after_the_broker_goes_away() {
     shutdown.cancel();
     publisher.close().await;
     broker::delete(&url, &queue).await;
+}
+
+#[tokio::test]
+async fn a_rotated_url_file_is_read_at_the_next_attempt() {
+    let Some(url) = broker::require("a_rotated_url_file").await else {
+        return;
+    };
+    let addr = proxy::broker_addr(&url);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("url");
+    std::fs::write(&file, format!("amqp://guest:old-s3cret@{addr}/%2f\n")).expect("write");
+    let connector = Connector {
+        url_file: Some(file.clone()),
+        ..Connector::new(AmqpUrl::parse(&url).expect("url"))
+    };
+    let err = connector
+        .connect("rotation test")
+        .await
+        .expect_err("old password");
+    assert_eq!(err.failure, ConnectFailure::Auth, "{err}");
+    assert!(!err.to_string().contains("old-s3cret"), "{err}");
+    std::fs::write(&file, format!("{url}\n")).expect("rotate");
+    let conn = connector
+        .connect("rotation test")
+        .await
+        .expect("rotated credentials");
+    let _ = conn.close(200, "done".into()).await;
+    std::fs::remove_file(&file).expect("remove");
+    let err = connector
+        .connect("rotation test")
+        .await
+        .expect_err("no file");
+    assert_eq!(err.failure, ConnectFailure::UrlFile, "{err}");
 }
