@@ -273,14 +273,16 @@ where
             .to_bytes();
         Ok((status, body))
     };
-    // The connection is driven here, in this future, instead of on a spawned task.
-    tokio::pin!(connection);
+    // The connection is driven here, in this future, instead of on a spawned task. With
+    // `Connection: close` it may finish first; what it read is then buffered for the response.
+    tokio::pin!(connection, response);
     tokio::select! {
-        result = response => result,
-        ended = &mut connection => Err(ManagementError::Transport(match ended {
-            Ok(()) => "connection closed before the response".to_owned(),
-            Err(e) => e.to_string(),
-        })),
+        biased;
+        result = &mut response => result,
+        ended = &mut connection => match ended {
+            Ok(()) => response.await,
+            Err(e) => Err(ManagementError::Transport(e.to_string())),
+        },
     }
 }
 

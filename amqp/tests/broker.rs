@@ -248,3 +248,55 @@ async fn a_rotated_url_file_is_read_at_the_next_attempt() {
         .expect_err("no file");
     assert_eq!(err.failure, ConnectFailure::UrlFile, "{err}");
 }
+
+#[tokio::test]
+async fn the_management_api_reads_the_head_timestamp_of_a_classic_queue() {
+    let Some(url) = broker::require("the_management_api_reads_the_head").await else {
+        return;
+    };
+    let mgmt = std::env::var("DWELL_TEST_RABBITMQ_MGMT")
+        .unwrap_or_else(|_| "http://127.0.0.1:15672".into());
+    let Ok(mgmt_url) = dwell_amqp::ManagementUrl::parse(&mgmt) else {
+        panic!("DWELL_TEST_RABBITMQ_MGMT {mgmt} is not a management URL");
+    };
+    let queue = broker::unique_queue("amqp-mgmt");
+    let mut publisher = Publisher::new(&url, &queue);
+    let published_s = now_ms() / 1000 - 60;
+    publisher
+        .publish_at(1, published_s * 1000)
+        .await
+        .expect("publish");
+    let client = dwell_amqp::Management::new(
+        mgmt_url,
+        &AmqpUrl::parse(&url).expect("url"),
+        None,
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let info = loop {
+        match client.queue("/", &queue).await {
+            Ok(Some(info)) if info.head_message_timestamp.is_some() => break info,
+            Err(dwell_amqp::ManagementError::Transport(e)) if e.contains("refused") => {
+                eprintln!("SKIPPED: no management API at {mgmt}: {e}");
+                return;
+            }
+            other => {
+                // The management data lags by up to ~10 s (rabbitmq-sampling.md §3.2).
+                assert!(
+                    tokio::time::Instant::now() < end,
+                    "never a head timestamp: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(info.queue_type.as_deref(), Some("classic"));
+    assert_eq!(info.head_message_timestamp, Some(published_s as i64));
+    assert_eq!(
+        client.queue("/", &format!("{queue}.absent")).await,
+        Err(dwell_amqp::ManagementError::NotFound)
+    );
+    publisher.close().await;
+    broker::delete(&url, &queue).await;
+}

@@ -50,7 +50,7 @@ pub struct ManagementSpec {
 }
 
 /// One watched queue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WatchEntry {
     /// The broker's name.
     pub broker: String,
