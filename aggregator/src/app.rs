@@ -222,7 +222,8 @@ impl App {
                 .map(|(rules, text)| (rules, Some(text)))
                 .with_context(|| format!("--config {}", path.display()))?,
         };
-        tracing::info!(rules = rules.rules.len(), config = ?settings.rules.path, "rules loaded");
+        tracing::info!(rules = rules.rules.len(), watched = rules.watch.entries.len(),
+            config = ?settings.rules.path, "rules loaded");
         let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
         // The queue watch feeds the same window as ingest, from the same rules file.
         let watch_metrics = WatchMetrics::default();

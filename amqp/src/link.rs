@@ -17,6 +17,10 @@ use crate::connect::{ConnectError, Connector};
 /// How often an open connection's status is checked (lapin notices a closed socket itself).
 const STATUS_EVERY: Duration = Duration::from_millis(500);
 
+/// A connection up this long resets the backoff: one that keeps dropping right after the
+/// handshake is retried with growing pauses, not in a tight loop.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
 /// The link's connection, as pollers see it.
 #[derive(Clone)]
 pub enum LinkState {
@@ -144,7 +148,7 @@ impl Link {
             match connected {
                 Ok(connection) => {
                     generation += 1;
-                    self.backoff.reset();
+                    let since = tokio::time::Instant::now();
                     let connection = Arc::new(connection);
                     self.state.send_replace(LinkState::Up(Up {
                         connection: connection.clone(),
@@ -158,6 +162,13 @@ impl Link {
                     match why {
                         None => return,
                         Some(why) => on_event(LinkEvent::Lost(self.connector.url.mask(&why))),
+                    }
+                    if since.elapsed() >= STABLE_AFTER {
+                        self.backoff.reset();
+                    }
+                    let pause = tokio::time::sleep(self.backoff.next_delay());
+                    if shutdown.run_until_cancelled(pause).await.is_none() {
+                        return;
                     }
                 }
                 Err(error) => {
