@@ -62,7 +62,10 @@ fn aggregator_binary() -> anyhow::Result<PathBuf> {
         .context("no target directory")?;
     let path = dir.join("dwell-aggregator");
     if !path.exists() {
-        bail!("{} not found: cargo build -p dwell-aggregator", path.display());
+        bail!(
+            "{} not found: cargo build -p dwell-aggregator",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -111,7 +114,11 @@ async fn start(
         url_file.display()
     );
     for copy in 0..copies {
-        let ns = if copy == 0 { "bench".to_string() } else { format!("bench-{copy}") };
+        let ns = if copy == 0 {
+            "bench".to_string()
+        } else {
+            format!("bench-{copy}")
+        };
         for q in queues {
             rules.push_str(&format!(
                 "  - {{broker: main, queue: \"{q}\", namespace: {ns}, interval: {interval}}}\n"
@@ -144,7 +151,9 @@ async fn value(agg: &Aggregator, queue: &str) -> Option<f64> {
 
 /// Wake-up latency with the watch every 2 s and the KEDA-default 30 s baseline.
 async fn wake(binary: &Path, url: &str, runs: usize) -> anyhow::Result<()> {
-    println!("\n== wake-up latency: backlog on an idle queue → value > 0 on the external metrics API");
+    println!(
+        "\n== wake-up latency: backlog on an idle queue → value > 0 on the external metrics API"
+    );
     let mut medians = Vec::new();
     for (interval_s, trials, stale) in [(2u64, 5usize, "30s"), (30, 2, "90s")] {
         let mut run_medians = Vec::new();
@@ -164,7 +173,15 @@ async fn wake(binary: &Path, url: &str, runs: usize) -> anyhow::Result<()> {
                 .await?;
             let dir = tempfile::tempdir()?;
             let interval = format!("{interval_s}s");
-            let agg = start(binary, dir.path(), url, &[queue.clone()], (&interval, 1), stale).await?;
+            let agg = start(
+                binary,
+                dir.path(),
+                url,
+                std::slice::from_ref(&queue),
+                (&interval, 1),
+                stale,
+            )
+            .await?;
             let mut latencies = Vec::new();
             for trial in 0..trials {
                 // Idle first: exactly 0 on the API.
@@ -246,7 +263,10 @@ fn rss_mib(pid: u32) -> Option<f64> {
 
 /// Cores `pid` used over `window`.
 async fn cores(pid: u32, window: Duration) -> anyhow::Result<f64> {
-    let (c0, t0) = (cpu_seconds(pid).context("the broker process is gone")?, Instant::now());
+    let (c0, t0) = (
+        cpu_seconds(pid).context("the broker process is gone")?,
+        Instant::now(),
+    );
     tokio::time::sleep(window).await;
     let c1 = cpu_seconds(pid).context("the broker process is gone (restarted?)")?;
     Ok((c1 - c0) / t0.elapsed().as_secs_f64())
@@ -255,7 +275,9 @@ async fn cores(pid: u32, window: Duration) -> anyhow::Result<f64> {
 /// Successful polls so far.
 async fn polls_ok(agg: &Aggregator) -> f64 {
     let url = format!("{}/metrics", agg.metrics_url());
-    let text = dwell_e2e::kube::curl(&url, &agg.ca_file(), &[], &[]).await.body;
+    let text = dwell_e2e::kube::curl(&url, &agg.ca_file(), &[], &[])
+        .await
+        .body;
     text.lines()
         .filter(|l| l.starts_with("dwell_watch_polls_total{") && l.contains("result=\"ok\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -287,8 +309,12 @@ async fn cost(
     // Gone on their own 15 minutes after the run even if it is interrupted.
     args.insert("x-expires".into(), AMQPValue::LongInt(900_000));
     for q in &queues {
-        ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), args.clone())
-            .await?;
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions::default(),
+            args.clone(),
+        )
+        .await?;
     }
     let (mut base, mut watched, mut diffs, mut agg_cores, mut rates, mut rss) = (
         Vec::new(),
@@ -371,7 +397,10 @@ async fn pair_of_windows(
             Instant::now(),
         );
         let w = cores(beam_pid()?, COST_WINDOW).await?;
-        let (p1, a1) = (polls_ok(&agg).await, cpu_seconds(pid).context("aggregator cpu")?);
+        let (p1, a1) = (
+            polls_ok(&agg).await,
+            cpu_seconds(pid).context("aggregator cpu")?,
+        );
         let secs = t0.elapsed().as_secs_f64();
         let r = rss_mib(pid).unwrap_or(f64::NAN);
         drop(agg);
