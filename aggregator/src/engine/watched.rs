@@ -67,6 +67,16 @@ pub struct View<'a> {
 
 /// Reads a group's live sources at `now_ms` under `rule`.
 pub fn view<'a>(rule: &Rule, members: &[&'a SourceWindow], now_ms: i64) -> View<'a> {
+    // Without a watched queue (every group of a deployment without `watch:`): as before, and
+    // nothing allocated beyond the list itself.
+    if !members.iter().any(|w| w.source.watched.is_some()) {
+        return View {
+            idle: None,
+            members: members.iter().map(|w| Cow::Borrowed(*w)).collect(),
+            notes: Vec::new(),
+            wake: false,
+        };
+    }
     let queue_of = |w: &SourceWindow| (w.source.key.queue.clone(), w.source.key.vhost.clone());
     let reported: HashSet<(String, String)> = members
         .iter()
