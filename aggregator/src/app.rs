@@ -4,7 +4,9 @@
 //! shutdown token, so tests can bind port 0 and inject a clock.
 //!
 //! Tasks started here: the HTTPS metrics API (and its certificate reloader), the gRPC server
-//! (and its certificate reloader), the window sweeper, and the rules watcher (with `--config`).
+//! (and its certificate reloader), the window sweeper, the rules watcher (with `--config`), and
+//! the queue watch of the rules file (`watch:`; one task per broker connection and per watched
+//! queue, restarted by a reload only where the file changed).
 //! A server that fails cancels the token, which stops the others.
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use crate::inspect::InspectService;
 use crate::policy::RuleSet;
 use crate::telemetry::Telemetry;
 use crate::tls::{ServerOptions, TlsSettings, TlsSetup, client_auth};
+use crate::watch::{WatchMetrics, Watcher};
 use crate::window::WindowStore;
 use crate::window::sweep::{Retention, SweepMetrics, Sweeper};
 
@@ -219,8 +222,20 @@ impl App {
                 .map(|(rules, text)| (rules, Some(text)))
                 .with_context(|| format!("--config {}", path.display()))?,
         };
-        tracing::info!(rules = rules.rules.len(), config = ?settings.rules.path, "rules loaded");
+        tracing::info!(rules = rules.rules.len(), watched = rules.watch.entries.len(),
+            config = ?settings.rules.path, "rules loaded");
         let store = Arc::new(WindowStore::new(rules.longest_window_ms()));
+        // The queue watch feeds the same window as ingest, from the same rules file.
+        let watch_metrics = WatchMetrics::default();
+        watch_metrics.register(&telemetry);
+        let watcher = Watcher::new(
+            store.clone(),
+            clock.clone(),
+            watch_metrics,
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        watcher.apply(&rules.watch);
         let engine = Arc::new(Engine::new(rules, store.clone(), clock.clone()));
         engine.register(&telemetry);
 
@@ -339,9 +354,12 @@ impl App {
         };
         tracker.spawn(sweeper.run(settings.sweep_interval, shutdown.clone()));
 
-        // Rules hot reload: a bad file keeps the rules in force.
+        // Rules hot reload: a bad file keeps the rules (and the watched queues) in force.
         if let Some(path) = settings.rules.path {
-            let apply = move |rules| engine.set_rules(rules);
+            let apply = move |rules: RuleSet| {
+                watcher.apply(&rules.watch);
+                engine.set_rules(rules);
+            };
             tracker.spawn(crate::config::watch::watch(
                 path,
                 rules_text,

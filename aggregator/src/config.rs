@@ -1,11 +1,14 @@
 //! The rules file (`--config`, YAML): parsed strictly (unknown fields are errors), validated with
 //! precise errors (`rules[1].statistic: unknown statistic "p0"…`) and turned into a [`RuleSet`].
 //! Durations use the grammar of every flag of both binaries ([`dwell_runtime::duration`]: `500ms`,
-//! `1.5s`, `1m30s`, `7d`, a bare number is seconds). See aggregator/README.md for the format.
+//! `1.5s`, `1m30s`, `7d`, a bare number is seconds). The `brokers:` and `watch:` sections (the
+//! queues the aggregator watches itself) are [`brokers`]'s. See aggregator/README.md for the
+//! format.
 
+mod brokers;
 pub mod watch;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use dwell_runtime::duration;
@@ -42,6 +45,8 @@ pub enum ConfigError {
 struct RawConfig {
     stale_after: Option<String>,
     evict_after: Option<String>,
+    brokers: Option<BTreeMap<String, brokers::RawBroker>>,
+    watch: Option<Vec<brokers::RawWatch>>,
     rules: Option<Vec<RawRule>>,
 }
 
@@ -78,6 +83,7 @@ struct RawRule {
     stall_after: Option<String>,
     resources: Option<Vec<String>>,
     external: Option<bool>,
+    idle_after: Option<String>,
 }
 
 /// Reads and validates a rules file.
@@ -120,6 +126,7 @@ pub fn parse(text: &str) -> Result<RuleSet, ConfigError> {
         raw.evict_after.as_ref(),
         defaults.evict_after_ms,
     );
+    let watch = brokers::watch_set(raw.brokers, raw.watch, stale_after_ms, &mut errors);
     let rules = match raw.rules {
         None => defaults.rules,
         Some(raws) if raws.is_empty() => {
@@ -151,6 +158,7 @@ pub fn parse(text: &str) -> Result<RuleSet, ConfigError> {
             stale_after_ms,
             evict_after_ms,
             rules,
+            watch,
         })
     } else {
         Err(ConfigError::Invalid(errors))
@@ -303,6 +311,12 @@ fn rule(at: &str, raw: RawRule, errors: &mut Vec<String>) -> Option<Rule> {
     }
     if let Some(e) = raw.external {
         base.external = e;
+    }
+    if let Some(idle) = &raw.idle_after {
+        match duration::parse_ms(idle) {
+            Ok(ms) => base.idle_after_ms = Some(ms),
+            Err(e) => fail("idle_after", e.to_string()),
+        }
     }
     (errors.len() == before).then_some(base)
 }

@@ -21,4 +21,5 @@ pub mod quantity;
 pub mod selector;
 pub mod telemetry;
 pub mod tls;
+pub mod watch;
 pub mod window;

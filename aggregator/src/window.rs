@@ -6,6 +6,11 @@
 //! (≈ 4.3 KB a source; 47 MiB at 200 ages a second), down from 44 and 49 MiB when slots held
 //! the wire type.
 //!
+//! Sources are consumer pods (sidecar reports, through [`WindowStore::ingest`]) and the queues
+//! the aggregator watches itself ([`watched`]: queue state, no ages, through
+//! [`WindowStore::observe_watched`]). Every write goes through `ingest`, `observe_watched`,
+//! `remove` or `sweep`.
+//!
 //! Concurrency: one `DashMap` (sharded locks, no global lock). Every method is synchronous and
 //! holds a shard lock only for its own duration, so no lock is ever held across an `.await`.
 //! Time is always passed in (`now_ms`), so tests control it.
@@ -16,6 +21,7 @@ mod ring;
 mod slot;
 pub mod sweep;
 mod types;
+pub mod watched;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -26,6 +32,7 @@ use dwell_proto::summary::{AgeSummary, DenseAccumulator};
 pub use dedup::SeenReports;
 use ring::Ring;
 pub use types::*;
+pub use watched::{WatchPoll, WatchedQueue};
 
 /// Target number of slots per longest window: the window's edge is exact to one slot width.
 pub const SLOTS_PER_WINDOW: i64 = 6;
@@ -44,6 +51,28 @@ struct SourceState {
     queue_state: Option<QueueState>,
     counters: SidecarCounters,
     seen: SeenReports,
+    /// What the aggregator's own queue watch saw (watched sources only, see [`watched`]).
+    watched: Option<WatchedQueue>,
+}
+
+impl SourceState {
+    /// A source first seen at `now_ms`, with nothing observed yet.
+    fn new(now_ms: i64) -> Self {
+        Self {
+            labels: BTreeMap::new(),
+            peer: String::new(),
+            first_seen_ms: now_ms,
+            last_report_ms: now_ms,
+            reports: 0,
+            samples: 0,
+            slots: Ring::default(),
+            last_sample: None,
+            queue_state: None,
+            counters: SidecarCounters::default(),
+            seen: SeenReports::default(),
+            watched: None,
+        }
+    }
 }
 
 /// The per-source windows of every source.
@@ -117,19 +146,7 @@ impl WindowStore {
     ) -> Taken {
         let mut entry = self.sources.entry(obs.key).or_insert_with(|| {
             *created = true;
-            SourceState {
-                labels: BTreeMap::new(),
-                peer: String::new(),
-                first_seen_ms: now_ms,
-                last_report_ms: now_ms,
-                reports: 0,
-                samples: 0,
-                slots: Ring::default(),
-                last_sample: None,
-                queue_state: None,
-                counters: SidecarCounters::default(),
-                seen: SeenReports::default(),
-            }
+            SourceState::new(now_ms)
         });
         let state = entry.value_mut();
         if !state.seen.first_time(obs.instance, obs.seq) {
@@ -349,6 +366,7 @@ fn snapshot(key: &SourceKey, s: &SourceState) -> SourceSnapshot {
         last_sample: s.last_sample,
         queue_state: s.queue_state,
         counters: s.counters,
+        watched: s.watched.clone(),
     }
 }
 

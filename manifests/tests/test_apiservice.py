@@ -137,11 +137,25 @@ class APIServiceTest(unittest.TestCase):
 
     def tls_secret(self, r, ref):
         deploy = r.get("Deployment", ref["name"], ref["namespace"])
-        names = self.mounted_secrets(deploy)
-        self.assertEqual(len(names), 1, "expected one mounted Secret, got %s" % names)
+        names = self.serving_secrets(deploy)
+        self.assertEqual(len(names), 1, "expected one serving Secret, got %s" % names)
         secret = r.get("Secret", names[0], ref["namespace"])
         self.assertIsNotNone(secret, "Secret %s is mounted but not in the render" % names[0])
         return secret
+
+    @staticmethod
+    def serving_secrets(deploy):
+        """The Secrets mounted where DWELL_TLS_CERT points (others, e.g. the queue watch's broker
+        Secret, are not the serving certificate)."""
+        pod = deploy["spec"]["template"]["spec"]
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        names = []
+        for c in pod.get("containers", []):
+            cert = render.env_value(c, "DWELL_TLS_CERT")
+            for m in c.get("volumeMounts", []):
+                if cert and os.path.dirname(cert) == m["mountPath"] and "secret" in vols.get(m["name"], {}):
+                    names.append(vols[m["name"]]["secret"]["secretName"])
+        return names
 
     @staticmethod
     def mounted_secrets(deploy):

@@ -7,6 +7,8 @@ use crate::policy::{OnMissing, Rule, RuleSet, Statistic};
 use crate::selector::Selector;
 use crate::window::{SourceSnapshot, SourceWindow, WindowStore};
 
+use super::watched;
+
 /// The kind of request being answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -108,10 +110,13 @@ pub struct Evaluation {
 }
 
 /// A source's contribution to a group.
-struct Contribution {
-    stat: Option<f64>,
-    vars: BTreeMap<String, f64>,
-    observed_at_ms: i64,
+pub(super) struct Contribution {
+    /// The rule's statistic, in the rule's unit (None: no ages).
+    pub(super) stat: Option<f64>,
+    /// The formula's statistics.
+    pub(super) vars: BTreeMap<String, f64>,
+    /// Observation time of the newest data used.
+    pub(super) observed_at_ms: i64,
 }
 
 /// Evaluates `req` against the rules and the window at `now_ms`.
@@ -147,6 +152,7 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
     let scope = rule.sources.namespace_scope(request_ns);
     let windows = store.window(rule.window_ms, now_ms, scope, |key, labels| {
         rule.sources.admits(request_ns, key, labels)
+            && watched::admits(req.kind, key)
             && req
                 .metric_selector
                 .matches(&series_labels(&key.queue, &key.vhost, labels))
@@ -157,11 +163,14 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
             }
     });
     ev.inputs = windows.iter().map(|w| w.source.clone()).collect();
-    let (live, stale): (Vec<&SourceWindow>, Vec<&SourceWindow>) = windows
-        .iter()
-        .partition(|w| now_ms - w.source.last_report_ms <= rules.stale_after_ms);
+    // A watched queue goes stale sooner than a sidecar (engine/watched.rs).
+    let stale_since = |w: &SourceWindow| {
+        w.source.last_report_ms + watched::stale_after_ms(&w.source, rules.stale_after_ms)
+    };
+    let (live, stale): (Vec<&SourceWindow>, Vec<&SourceWindow>) =
+        windows.iter().partition(|w| now_ms <= stale_since(w));
     for w in &stale {
-        let since = w.source.last_report_ms + rules.stale_after_ms;
+        let since = stale_since(w);
         ev.step(
             format!("{}: stale since {}, not counted", name(w), rfc3339(since)),
             f64::NAN,
@@ -185,11 +194,8 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
     if ev.outcomes.is_empty() {
         let reason = if !reasons.is_empty() {
             reasons.join("; ")
-        } else if let Some(newest) = stale.iter().map(|w| w.source.last_report_ms).max() {
-            format!(
-                "every source is stale (stale since {})",
-                rfc3339(newest + rules.stale_after_ms)
-            )
+        } else if let Some(newest) = stale.iter().map(|w| stale_since(w)).max() {
+            format!("every source is stale (stale since {})", rfc3339(newest))
         } else {
             "no source has reported it (never seen)".to_string()
         };
@@ -231,11 +237,30 @@ impl Evaluation {
             Kind::Pods => format!("[pod {object_name}] "),
             _ => String::new(),
         };
+        // Queues the aggregator watches itself: idle → exactly 0, otherwise which sources count
+        // and what a sidecar borrows from the watch (engine/watched.rs).
+        let view = watched::view(rule, members, now_ms);
+        for note in &view.notes {
+            self.step(format!("{prefix}{note}"), f64::NAN);
+        }
+        if let Some((why, observed_at_ms)) = view.idle {
+            self.step(format!("{prefix}{why}"), 0.0);
+            return Ok(Outcome {
+                object_name: object_name.to_string(),
+                labels: shared_labels(members),
+                value: 0.0,
+                observed_at_ms: observed_at_ms.min(now_ms),
+            });
+        }
+        let members: Vec<&SourceWindow> = view.members.iter().map(|w| w.as_ref()).collect();
+        let members = members.as_slice();
         let mut parts = Vec::new();
         for w in members {
-            let c = contribution(rule, w, now_ms, &mut |d, v| {
-                self.step(format!("{prefix}{}: {d}", name(w)), v)
-            });
+            let mut step = |d, v| self.step(format!("{prefix}{}: {d}", name(w)), v);
+            let c = match w.source.watched {
+                Some(_) => watched::contribution(rule, w, now_ms, &mut step),
+                None => contribution(rule, w, now_ms, &mut step),
+            };
             parts.push(c);
         }
         let stats: Vec<f64> = parts.iter().filter_map(|c| c.stat).collect();
@@ -290,12 +315,19 @@ impl Evaluation {
                 value,
             );
         }
-        let served = rule.finish(value);
+        let mut served = rule.finish(value);
         let max = rule.max.map(|m| format!(", max {m}")).unwrap_or_default();
         self.step(
             format!("{prefix}{:?}, clamp min {}{max}", rule.rounding, rule.min),
             served,
         );
+        if view.wake && served < 1.0 {
+            served = 1.0;
+            self.step(
+                format!("{prefix}a watched queue with no sidecar has ready messages: at least 1"),
+                served,
+            );
+        }
         let observed_at_ms = parts
             .iter()
             .filter(|c| c.stat.is_some())

@@ -3,6 +3,7 @@
 //! [`request`] and evaluated step by step by [`evaluate`], for serving and `Explain` alike.
 pub mod evaluate;
 pub mod request;
+pub mod watched;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The team's scaling logic, as data: rules (which sources, statistic, window, combine, formula,
-//! unit, rounding, clamps, missing-data answer, stall detection) and the rule set in force.
+//! unit, rounding, clamps, missing-data answer, stall detection, scale to zero) and the rule set
+//! in force, with the queues the aggregator watches itself.
 pub mod formula;
 pub mod rule;
 pub mod statistic;
@@ -17,6 +18,8 @@ pub struct RuleSet {
     pub evict_after_ms: i64,
     /// The rules, names unique (case-insensitively).
     pub rules: Vec<Rule>,
+    /// The brokers and queues the aggregator watches itself (`brokers:`, `watch:`).
+    pub watch: crate::watch::WatchSet,
 }
 
 impl Default for RuleSet {
@@ -26,6 +29,7 @@ impl Default for RuleSet {
             stale_after_ms: 30_000,
             evict_after_ms: 300_000,
             rules: vec![Rule::default_seconds()],
+            watch: crate::watch::WatchSet::default(),
         }
     }
 }

@@ -158,6 +158,10 @@ pub struct Rule {
     pub resources: Vec<String>,
     /// Also served as an external metric.
     pub external: bool,
+    /// Scale to zero: after this long with nothing ready, no delivery and no sidecar age (seen
+    /// by the queue watch), the value is exactly 0, below `min` (None: never; see
+    /// `crate::engine::watched`).
+    pub idle_after_ms: Option<i64>,
 }
 
 impl Rule {
@@ -178,6 +182,7 @@ impl Rule {
             stall_after_ms: Some(30_000),
             resources: default_resources(),
             external: true,
+            idle_after_ms: None,
         }
     }
 
@@ -216,6 +221,9 @@ impl fmt::Display for Rule {
         }
         if let Some(formula) = &self.formula {
             write!(f, ", formula `{}`", formula.source())?;
+        }
+        if let Some(idle) = self.idle_after_ms {
+            write!(f, ", idle after {}s", idle as f64 / 1000.0)?;
         }
         Ok(())
     }

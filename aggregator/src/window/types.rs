@@ -105,6 +105,8 @@ pub struct SourceSnapshot {
     pub queue_state: Option<QueueState>,
     /// Latest sidecar counters.
     pub counters: SidecarCounters,
+    /// What the aggregator's queue watch saw (None: a sidecar's source).
+    pub watched: Option<super::WatchedQueue>,
 }
 
 /// A source's snapshot plus its ages over one window.
