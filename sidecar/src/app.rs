@@ -149,8 +149,9 @@ impl Settings {
                     .min(dwell_proto::summary::MAX_AGE_MS),
             },
             listen: ListenAddrs {
-                report_udp: args.report_udp.addr(),
-                report_http: args.report_http.addr(),
+                // The report source names the --queue; without one it has nothing to take.
+                report_udp: args.report_udp.addr().filter(|_| args.queue.is_some()),
+                report_http: args.report_http.addr().filter(|_| args.queue.is_some()),
                 telemetry: args.telemetry_addr.addr(),
                 tap: args.tap_listen.addr(),
             },
@@ -377,8 +378,6 @@ impl Sidecar {
                 let server = report::http::serve(listener, intake, shutdown.clone());
                 tasks.spawn(log_failure("report HTTP server", server));
             }
-        } else if udp.is_some() || http.is_some() {
-            tracing::info!("report source off: it needs --queue");
         }
         if let Some(listener) = telemetry_listener {
             let server = telemetry::serve(listener, metrics.clone(), shutdown.clone());
@@ -574,6 +573,7 @@ mod tests {
         ])
         .unwrap();
         assert!(ok.queue.is_none());
+        assert_eq!((ok.listen.report_udp, ok.listen.report_http), (None, None));
         let t = ok.tap.unwrap();
         assert_eq!(t.config.upstream.to_string(), "amqp://rabbit:5672");
         assert_eq!(
