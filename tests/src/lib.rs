@@ -45,5 +45,6 @@ pub mod poll;
 pub mod process;
 pub mod publisher;
 pub mod sidecar;
+pub mod tap;
 pub mod trace;
 pub mod worker;
