@@ -133,7 +133,7 @@ async fn a_broker_initiated_close_reaches_the_app_within_a_second() {
         Duration::from_millis(100),
         || async {
             match sidecar.metric("dwell_sidecar_tap_connections_open").await {
-                Some(v) if v == 0.0 => Ok(()),
+                Some(0.0) => Ok(()),
                 other => Err(format!("open: {other:?}")),
             }
         },
