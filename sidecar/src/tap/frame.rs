@@ -58,8 +58,9 @@ pub enum FrameError {
     /// A frame type other than 1, 2, 3 or 8.
     #[error("unknown frame type {0}")]
     UnknownType(u8),
-    /// A method or header frame larger than [`MAX_KEPT_PAYLOAD`].
-    #[error("a {0}-byte method or header frame is larger than the tap reads")]
+    /// A method or header frame larger than [`MAX_KEPT_PAYLOAD`], or any frame larger than
+    /// the negotiated frame_max.
+    #[error("a {0}-byte frame payload is larger than the tap reads or frame_max allows")]
     TooLarge(u32),
 }
 
@@ -112,6 +113,8 @@ pub struct FrameReader {
     phase: Phase,
     head: [u8; HEAD],
     scratch: Vec<u8>,
+    /// Largest payload allowed (frame_max less header and end); u32::MAX until negotiated.
+    max_payload: u32,
 }
 
 impl FrameReader {
@@ -130,7 +133,17 @@ impl FrameReader {
             phase,
             head: [0; HEAD],
             scratch: Vec::new(),
+            max_payload: u32::MAX,
         }
+    }
+
+    /// Applies the negotiated frame_max (connection.tune-ok; 0 means no limit): a larger frame
+    /// of any type is then an error instead of a very long skip.
+    pub fn set_frame_max(&mut self, frame_max: u32) {
+        self.max_payload = match frame_max {
+            0 => u32::MAX,
+            n => n.saturating_sub(HEAD as u32 + 1),
+        };
     }
 
     /// Stops reading for good and frees the scratch buffer.
@@ -244,6 +257,9 @@ impl FrameReader {
         let kind = head[0];
         let channel = u16::from_be_bytes([head[1], head[2]]);
         let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+        if size > self.max_payload {
+            return Err(FrameError::TooLarge(size).into());
+        }
         let kept = match kind {
             1 => Kept::Method,
             2 => Kept::Header,
@@ -467,6 +483,19 @@ mod tests {
         }
         assert_eq!(seen, vec![big_method, body]);
         assert_eq!(reader.buffered(), 0, "the scratch buffer was released");
+    }
+
+    #[test]
+    fn frame_max_bounds_every_frame_once_negotiated() {
+        let bytes = encode(&[Owned::Body(1, 5000)]);
+        assert_eq!(read(&bytes, &[]).1, None, "no limit before tune-ok");
+        let mut reader = FrameReader::client();
+        reader.set_frame_max(4096);
+        let r = reader.feed(&bytes, |_| Ok::<(), FrameError>(()));
+        assert_eq!(r, Err(FrameError::TooLarge(5000)));
+        let mut unlimited = FrameReader::client();
+        unlimited.set_frame_max(0);
+        assert!(unlimited.feed(&bytes, |_| Ok::<(), FrameError>(())).is_ok());
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub enum Method<'a> {
         /// The vhost name.
         vhost: &'a [u8],
     },
+    /// connection.tune-ok (client): the negotiated frame_max (0: no limit).
+    TuneOk {
+        /// Largest frame either side may send, frame header and end included.
+        frame_max: u32,
+    },
     /// connection.close or close-ok: the connection ends.
     ConnectionClose,
     /// connection.blocked (server).
@@ -157,6 +162,13 @@ pub fn decode(payload: &[u8]) -> Result<Method<'_>, DecodeError> {
             f.what = "connection.open";
             Method::ConnectionOpen {
                 vhost: f.short_str()?,
+            }
+        }
+        (10, 31) => {
+            f.what = "connection.tune-ok";
+            f.u16()?; // channel_max
+            Method::TuneOk {
+                frame_max: f.u32()?,
             }
         }
         (10, 50 | 51) => Method::ConnectionClose,
@@ -387,6 +399,10 @@ mod tests {
             Ok(Method::GetOk { redelivered: false })
         );
         assert_eq!(decode(&method(60, 40, &[])), Ok(Method::Other));
+        assert_eq!(
+            decode(&method(10, 31, &[0, 0, 0, 2, 0, 0, 0, 60])),
+            Ok(Method::TuneOk { frame_max: 131_072 })
+        );
         assert_eq!(decode(&method(20, 41, &[])), Ok(Method::ChannelClose));
         assert!(decode(&method(60, 60, &[5, b'a'])).is_err());
         assert!(decode(&[0, 60]).is_err());

@@ -211,6 +211,11 @@ impl Parser {
         };
         let tracker = &mut self.tracker;
         let result = reader.feed(bytes, |f| tracker.frame(direction, f));
+        if let Some(frame_max) = self.tracker.frame_max.take() {
+            // Tune-ok is sent once: from now on no frame may be larger, in either direction.
+            self.client.set_frame_max(frame_max);
+            self.server.set_frame_max(frame_max);
+        }
         let seen = std::mem::take(&mut self.tracker.seen);
         self.deliveries.inc_by(seen.deliveries);
         self.metrics

@@ -114,6 +114,8 @@ pub struct Tracker {
     vhost: String,
     channels: HashMap<u16, Channel>,
     consumers: usize,
+    /// The frame_max the app agreed to (connection.tune-ok), once it did.
+    pub frame_max: Option<u32>,
     /// Counts since the owner last took them.
     pub seen: Seen,
 }
@@ -128,6 +130,7 @@ impl Tracker {
             vhost: "/".to_owned(),
             channels: HashMap::new(),
             consumers: 0,
+            frame_max: None,
             seen: Seen::default(),
         }
     }
@@ -166,6 +169,7 @@ impl Tracker {
 
     fn app_said(&mut self, ch: u16, m: Method<'_>) -> Result<(), ParseOff> {
         match m {
+            Method::TuneOk { frame_max } => self.frame_max = Some(frame_max),
             Method::ConnectionOpen { vhost } => {
                 self.vhost = String::from_utf8_lossy(vhost).into_owned();
             }
