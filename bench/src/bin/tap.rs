@@ -159,7 +159,9 @@ async fn publish_consume(
         "consumed {} of {count} messages",
         lat.len()
     );
-    let secs = end.saturating_sub(start.duration_since(epoch)).as_secs_f64();
+    let secs = end
+        .saturating_sub(start.duration_since(epoch))
+        .as_secs_f64();
     rabbit::delete(&pch, queue).await;
     let _ = pconn.close(200, "bench done".into()).await;
     let _ = cconn.close(200, "bench done".into()).await;
