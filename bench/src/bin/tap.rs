@@ -5,12 +5,14 @@
 //!
 //! Each path uses two connections (publisher, consumer) through that path; the consumer runs
 //! with no-ack and a prefetch of 1 000, the publisher without confirms (RabbitMQ's own flow
-//! control paces it), so the broker, not the client, is the limit, as in production.
+//! control paces it), so the broker, not the client, is the limit, as in production. A third
+//! path, a minimal relay (`tokio::io::copy_bidirectional`, no parsing, run as a child process
+//! like the sidecar), separates what any extra hop costs from what the tap itself costs.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use dwell_bench::child::{Process, free_tcp_port, sibling_binary};
 use dwell_bench::procfs::{self, CpuMeter, mib};
 use dwell_bench::rabbit;
@@ -24,6 +26,8 @@ use tokio_stream::StreamExt;
 #[derive(Debug, Parser)]
 #[command(name = "dwell-bench-tap")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The broker (its host:port is also the tap's upstream).
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
@@ -47,17 +51,52 @@ struct Args {
     runs: usize,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Internal: the baseline relay, 127.0.0.1:PORT → UPSTREAM (host:port).
+    Relay {
+        /// The port.
+        port: u16,
+        /// The broker's host:port.
+        upstream: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Direct,
     Tap,
+    Relay,
+}
+
+/// The baseline relay: every connection copied both ways, nothing else (TCP_NODELAY both sides).
+fn relay(port: u16, upstream: String) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("relay listening on {}", listener.local_addr()?);
+        loop {
+            let (mut app, _) = listener.accept().await?;
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut broker) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = (app.set_nodelay(true), broker.set_nodelay(true));
+                let _ = tokio::io::copy_bidirectional(&mut app, &mut broker).await;
+            });
+        }
+    })
 }
 
 /// One run's numbers.
 #[derive(Debug, Clone, Default)]
 struct Run {
-    /// (size, direct msg/s, tap msg/s).
-    throughput: Vec<(usize, f64, f64)>,
+    /// (size, direct msg/s, tap msg/s, relay msg/s, sidecar cores, relay cores) of flat-out
+    /// publish + consume.
+    throughput: Vec<(usize, f64, f64, f64, f64, f64)>,
     /// (direct p50, p99, tap p50, p99) in ms.
     latency: (f64, f64, f64, f64),
     /// Sidecar cores while forwarding `rate` msg/s, and the rate reached.
@@ -72,15 +111,14 @@ fn host_port(url: &str) -> String {
     rest.split('/').next().unwrap_or("").to_owned()
 }
 
-fn url_for(args: &Args, path: Path, tap_port: u16) -> String {
-    match path {
-        Path::Direct => args.amqp_url.clone(),
-        Path::Tap => args.amqp_url.replacen(
-            &host_port(&args.amqp_url),
-            &format!("127.0.0.1:{tap_port}"),
-            1,
-        ),
-    }
+fn url_for(args: &Args, path: Path, ports: (u16, u16)) -> String {
+    let port = match path {
+        Path::Direct => return args.amqp_url.clone(),
+        Path::Tap => ports.0,
+        Path::Relay => ports.1,
+    };
+    args.amqp_url
+        .replacen(&host_port(&args.amqp_url), &format!("127.0.0.1:{port}"), 1)
 }
 
 /// The body: 8 bytes of microseconds since `epoch` (for latency), padded to `size`.
@@ -192,32 +230,56 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
         .wait_for("dwell-sidecar started", Duration::from_secs(20))
         .await?;
     let pid = sidecar.pid()?;
+    let relay_port = free_tcp_port()?;
+    let relay_args = vec![
+        "relay".to_owned(),
+        relay_port.to_string(),
+        host_port(&args.amqp_url),
+    ];
+    let relay = Process::spawn("relay", &sibling_binary("dwell-bench-tap")?, &relay_args)?;
+    relay
+        .wait_for("relay listening on", Duration::from_secs(10))
+        .await?;
+    let relay_pid = relay.pid()?;
+    let ports = (tap_port, relay_port);
     let queue = |what: &str| format!("dwell-bench-tap.{what}.{}.{n}", std::process::id());
     let mut run = Run::default();
     // Alternate which path goes first, so neither always meets a warmer broker.
     let order = if n % 2 == 0 {
+        [Path::Direct, Path::Tap, Path::Relay]
+    } else {
+        [Path::Relay, Path::Tap, Path::Direct]
+    };
+    for &size in &args.sizes {
+        let count = (args.megabytes * 1024 * 1024 / size).max(2_000) as u64;
+        let (mut rates, mut cores) = ([0.0; 3], [0.0; 3]);
+        for path in order {
+            let url = url_for(args, path, ports);
+            let meter = CpuMeter::start(if path == Path::Relay { relay_pid } else { pid });
+            let (secs, _) = publish_consume(&url, &queue("tp"), size, count, None).await?;
+            rates[path as usize] = count as f64 / secs;
+            cores[path as usize] = meter.cores();
+        }
+        eprintln!(
+            "run {n}: {size} B: direct {:.0} msg/s, tap {:.0} msg/s ({:.0} % CPU), relay {:.0} msg/s ({:.0} % CPU)",
+            rates[0],
+            rates[1],
+            cores[1] * 100.0,
+            rates[2],
+            cores[2] * 100.0
+        );
+        run.throughput
+            .push((size, rates[0], rates[1], rates[2], cores[1], cores[2]));
+    }
+    let count = args.rate * args.seconds;
+    let mut lat = [(0.0, 0.0); 2];
+    let latency_order = if n % 2 == 0 {
         [Path::Direct, Path::Tap]
     } else {
         [Path::Tap, Path::Direct]
     };
-    for &size in &args.sizes {
-        let count = (args.megabytes * 1024 * 1024 / size).max(2_000) as u64;
-        let mut rates = [0.0; 2];
-        for path in order {
-            let url = url_for(args, path, tap_port);
-            let (secs, _) = publish_consume(&url, &queue("tp"), size, count, None).await?;
-            rates[(path == Path::Tap) as usize] = count as f64 / secs;
-        }
-        eprintln!(
-            "run {n}: {size} B: direct {:.0} msg/s, tap {:.0} msg/s",
-            rates[0], rates[1]
-        );
-        run.throughput.push((size, rates[0], rates[1]));
-    }
-    let count = args.rate * args.seconds;
-    let mut lat = [(0.0, 0.0); 2];
-    for path in order {
-        let url = url_for(args, path, tap_port);
+    for path in latency_order {
+        let url = url_for(args, path, ports);
         let meter = CpuMeter::start(pid);
         let (secs, l) = publish_consume(&url, &queue("lat"), 1024, count, Some(args.rate)).await?;
         if path == Path::Tap {
@@ -237,7 +299,7 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = procfs::memory(pid).unwrap_or_default().rss;
-    let url = url_for(args, Path::Tap, tap_port);
+    let url = url_for(args, Path::Tap, ports);
     let mut idle: Vec<Connection> = Vec::new();
     for _ in 0..args.idle {
         idle.push(rabbit::connect(&url).await?);
@@ -255,12 +317,16 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
         let _ = c.close(200, "bench done".into()).await;
     }
     sidecar.stop().await;
+    relay.stop().await;
     Ok(run)
 }
 
 fn main() -> anyhow::Result<()> {
     dwell_bench::install_crypto();
     let args = Args::parse();
+    if let Some(Command::Relay { port, upstream }) = args.command {
+        return relay(port, upstream);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -283,21 +349,29 @@ async fn measure(args: Args) -> anyhow::Result<()> {
         args.idle,
         args.runs
     );
-    println!("| message size | direct msg/s (baseline) | through the tap msg/s | tap / direct |");
-    println!("|---|---|---|---|");
+    println!(
+        "| message size | direct msg/s (baseline) | through the tap msg/s | tap / direct (each run) | tap CPU | minimal relay msg/s | relay / direct | relay CPU | tap / relay |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (i, size) in args.sizes.iter().enumerate() {
         let d = med(&|r| r.throughput[i].1);
         let t = med(&|r| r.throughput[i].2);
+        let rl = med(&|r| r.throughput[i].3);
+        let (tc, rc) = (med(&|r| r.throughput[i].4), med(&|r| r.throughput[i].5));
         // The ratio of medians, and each run's own ratio (same broker moment) in brackets.
         let per_run: Vec<String> = runs
             .iter()
             .map(|r| format!("{:.2}", r.throughput[i].2 / r.throughput[i].1))
             .collect();
         println!(
-            "| {} KiB | {d:.0} | {t:.0} | {} (runs: {}) |",
+            "| {} KiB | {d:.0} | {t:.0} | {} ({}) | {:.0} % | {rl:.0} | {} | {:.0} % | {} |",
             size / 1024,
             ratio(t, d),
-            per_run.join(", ")
+            per_run.join(", "),
+            tc * 100.0,
+            ratio(rl, d),
+            rc * 100.0,
+            ratio(t, rl)
         );
     }
     let (dp50, dp99) = (med(&|r| r.latency.0), med(&|r| r.latency.1));

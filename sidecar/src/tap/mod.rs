@@ -12,7 +12,8 @@
 //! only (counted by reason, logged once); forwarding goes on.
 //!
 //! Memory per idle connection: two [`BUFFER`]-byte buffers, two sockets and the channel map
-//! (a few hundred bytes per channel with consumers), about 40 KiB in all.
+//! (a few hundred bytes per channel with consumers), about 40 KiB in all; a connection moving
+//! bulk data holds up to two [`MAX_BUFFER`]s while it does.
 
 pub mod frame;
 pub mod method;
@@ -36,8 +37,13 @@ use frame::FrameReader;
 use state::{Direction, HeaderRule, ParseOff, Tracker};
 use upstream::Upstream;
 
-/// Bytes read (and written) per step in each direction.
+/// Bytes read (and written) per step in each direction, to start with and when idle.
 pub const BUFFER: usize = 16 * 1024;
+/// The buffer grows (×4 per full read) up to this while reads keep filling it (bulk bodies:
+/// fewer system calls per byte), and returns to [`BUFFER`] after [`SHRINK_AFTER`] short reads.
+pub const MAX_BUFFER: usize = 256 * 1024;
+/// Consecutive reads shorter than [`BUFFER`] after which a grown buffer is released.
+const SHRINK_AFTER: u32 = 16;
 /// Default limit on app connections open at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
@@ -249,6 +255,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUFFER];
+    let mut short_reads = 0u32;
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
@@ -263,5 +270,17 @@ where
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .feed(direction, &buf[..n]);
+        if n == buf.len() && buf.len() < MAX_BUFFER {
+            buf = vec![0u8; (buf.len() * 4).min(MAX_BUFFER)];
+            short_reads = 0;
+        } else if buf.len() > BUFFER && n < BUFFER {
+            short_reads += 1;
+            if short_reads >= SHRINK_AFTER {
+                buf = vec![0u8; BUFFER];
+                short_reads = 0;
+            }
+        } else {
+            short_reads = 0;
+        }
     }
 }
