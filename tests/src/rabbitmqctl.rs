@@ -1,7 +1,8 @@
 //! Operations on the shared test broker through `rabbitmqctl` (root on the test machines): close
-//! one connection by its client-given name, and a memory alarm held by a guard that restores the
-//! previous watermark when dropped, even when the test panics. The alarm blocks EVERY publisher
-//! on the broker, so a test holds it for a few seconds at most.
+//! one connection by its client-given name; a memory alarm held by a guard that restores the
+//! previous watermark when dropped, even when the test panics; and the broker application
+//! stopped under a guard that starts it again. The alarm blocks EVERY publisher on the broker and
+//! a stopped app drops EVERY connection, so a test holds either for a few seconds at most.
 
 use std::process::Command;
 
@@ -67,6 +68,28 @@ impl Drop for MemoryAlarm {
     fn drop(&mut self) {
         if let Err(e) = ctl(&["set_vm_memory_high_watermark", &self.previous]) {
             eprintln!("!!!!! could not restore the memory watermark: {e} !!!!!");
+        }
+    }
+}
+
+/// The broker application, stopped while this lives (`stop_app`; `start_app` and
+/// `await_startup` when dropped, panics included).
+pub struct AppStopped(());
+
+impl AppStopped {
+    /// Stops the broker application: every client connection is closed by the broker.
+    pub fn stop() -> Result<Self, String> {
+        let guard = Self(());
+        ctl(&["stop_app"])?;
+        Ok(guard)
+    }
+}
+
+impl Drop for AppStopped {
+    fn drop(&mut self) {
+        let started = ctl(&["start_app"]).and_then(|_| ctl(&["await_startup", "--timeout", "60"]));
+        if let Err(e) = started {
+            eprintln!("!!!!! could not start the broker app again: {e} !!!!!");
         }
     }
 }

@@ -63,6 +63,12 @@ pub struct Sidecar {
     pub tap: Option<SocketAddr>,
 }
 
+/// The tap's address in the start-up line (`tap=Some(127.0.0.1:PORT)`), if it is on.
+pub fn tap_addr(line: &str) -> Option<SocketAddr> {
+    let at = line.find("tap=Some(")?;
+    addr_after(&line[at..], "tap=")
+}
+
 fn millis(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
@@ -113,11 +119,15 @@ impl Sidecar {
         .map_err(|e| e.to_string())?;
         let (report_udp, tap) = process
             .wait_for(Duration::from_secs(30), |line| {
-                if line.contains("dwell-sidecar started") {
-                    Some((addr_after(line, "report_udp")?, addr_after(line, "tap=")))
-                } else {
-                    None
+                if !line.contains("dwell-sidecar started") {
+                    return None;
                 }
+                let tap = match config.tap {
+                    // `tap=None` must not pick up the next address on the line.
+                    true => Some(tap_addr(line)?),
+                    false => None,
+                };
+                Some((addr_after(line, "report_udp")?, tap))
             })
             .await?;
         Ok(Self {

@@ -84,7 +84,11 @@ impl TapSidecar {
                 if !line.contains("dwell-sidecar started") {
                     return None;
                 }
-                Some((addr_after(line, "tap=")?, addr_after(line, "telemetry=")?))
+                let telemetry = line.find("telemetry=Some(")?;
+                Some((
+                    crate::sidecar::tap_addr(line)?,
+                    addr_after(&line[telemetry..], "telemetry=")?,
+                ))
             })
             .await?;
         Ok(Self {
@@ -260,5 +264,18 @@ mod tests {
         assert_eq!(host_port("amqp://rabbit"), "rabbit");
         assert_eq!(parse_lines("{\"a\":1}\n\n{\"b\":2}\n").unwrap().len(), 2);
         assert_eq!(field(r#"{"ready":true}"#, "ready"), Some(Value::Bool(true)));
+        let off =
+            "dwell-sidecar started tap=None tap_upstream=None report_udp=Some(127.0.0.1:9125)";
+        assert_eq!(
+            crate::sidecar::tap_addr(off),
+            None,
+            "tap=None is no address"
+        );
+        let on =
+            "dwell-sidecar started tap=Some(127.0.0.1:41000) tap_upstream=Some(\"amqp://h:5672\")";
+        assert_eq!(
+            crate::sidecar::tap_addr(on),
+            Some("127.0.0.1:41000".parse().unwrap())
+        );
     }
 }

@@ -1,13 +1,18 @@
 //! Faults through the tap: garbage from the app and from the "broker", an app that disconnects
-//! in the middle of a body, and 1 000 connections opened and dropped. The sidecar never panics,
-//! a healthy connection opened before the faults keeps working through them, every faulty
-//! connection is let go of, garbage is still forwarded byte for byte (fail-open), and the
-//! sidecar's memory comes back to its idle level.
+//! in the middle of a body, 1 000 connections opened and dropped, and a broker restart. The
+//! sidecar never panics, a healthy connection opened before the faults keeps working through them,
+//! every faulty connection is let go of, garbage is still forwarded byte for byte (fail-open), and
+//! the sidecar's memory comes back to its idle level.
+//!
+//! DISTURBS THE SHARED BROKER: the restart test stops the broker application (`rabbitmqctl
+//! stop_app`) for about a second, which drops every connection on it; a guard starts it again
+//! when dropped, panics included.
 
 use std::time::Duration;
 
 use dwell_e2e::broker;
 use dwell_e2e::poll;
+use dwell_e2e::rabbitmqctl::{self, AppStopped};
 use dwell_e2e::tap::TapSidecar;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -243,5 +248,79 @@ async fn garbage_from_the_broker_is_forwarded_blind_and_counted() {
     })
     .await
     .expect("the app's close closed the upstream and the connection");
+    assert!(sidecar.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_closes_tapped_connections_and_the_tap_carries_on() {
+    let Some(url) = broker::require("tap_broker_restart").await else {
+        return;
+    };
+    if !rabbitmqctl::available() {
+        if std::env::var("DWELL_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("tap_broker_restart: rabbitmqctl cannot reach the broker");
+        }
+        eprintln!(
+            "\n!!!!! SKIPPED tap_broker_restart: rabbitmqctl cannot reach the broker !!!!!\n"
+        );
+        return;
+    }
+    let sidecar = TapSidecar::start("tap-restart", &url, NOWHERE.parse().unwrap(), &[])
+        .await
+        .expect("sidecar starts");
+    let q = broker::unique_queue("tap-restart");
+    let before = Connection::connect(&sidecar.url(&url), ConnectionProperties::default())
+        .await
+        .expect("connected through the tap");
+    round_trip(&before, &q, b"before").await;
+    {
+        let _stopped = AppStopped::stop().expect("stop_app");
+        // The broker closed its side: the tap closes the app's side at once.
+        poll::until(
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || async {
+                if before.status().connected() {
+                    Err("the app still thinks it is connected".to_owned())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await
+        .expect("the app saw the broker go");
+        // While the broker is down, a new app connection is closed (the upstream refuses).
+        let mut refused = TcpStream::connect(sidecar.tap).await.unwrap();
+        let _ = refused.write_all(PROTOCOL_HEADER).await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), refused.read_to_end(&mut rest)).await;
+        assert!(
+            rest.is_empty(),
+            "nothing came from a stopped broker: {rest:?}"
+        );
+        // The guard starts the broker again here.
+    }
+    let after = poll::until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            Connection::connect(&sidecar.url(&url), ConnectionProperties::default())
+                .await
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+    .expect("the app reconnects through the same tap once the broker is back");
+    round_trip(&after, &q, b"after").await;
+    let ch = after.create_channel().await.unwrap();
+    let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+    after.close(200, "done".into()).await.unwrap();
+    poll::until(Duration::from_secs(10), Duration::from_millis(100), || {
+        open_count(&sidecar)
+    })
+    .await
+    .expect("all closed");
+    let output = sidecar.process.output().join("\n");
+    assert!(!output.contains("panicked"), "{output}");
     assert!(sidecar.stop().await);
 }
