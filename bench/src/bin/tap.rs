@@ -245,7 +245,7 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
     let queue = |what: &str| format!("dwell-bench-tap.{what}.{}.{n}", std::process::id());
     let mut run = Run::default();
     // Alternate which path goes first, so neither always meets a warmer broker.
-    let order = if n % 2 == 0 {
+    let order = if n.is_multiple_of(2) {
         [Path::Direct, Path::Tap, Path::Relay]
     } else {
         [Path::Relay, Path::Tap, Path::Direct]
@@ -273,7 +273,7 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
     }
     let count = args.rate * args.seconds;
     let mut lat = [(0.0, 0.0); 2];
-    let latency_order = if n % 2 == 0 {
+    let latency_order = if n.is_multiple_of(2) {
         [Path::Direct, Path::Tap]
     } else {
         [Path::Tap, Path::Direct]
