@@ -87,10 +87,11 @@ enum Expect {
 #[derive(Default)]
 struct Channel {
     consumers: HashMap<Box<[u8]>, Option<Arc<Tracked>>>,
-    /// basic.consume requests awaiting consume-ok, oldest first: the queue each reads.
-    consumes: VecDeque<Option<Arc<Tracked>>>,
+    /// basic.consume requests awaiting consume-ok, oldest first: the queue each reads. A queue
+    /// is only reported once the broker accepted the request (a typo is no source).
+    consumes: VecDeque<Option<String>>,
     /// basic.get requests awaiting get-ok or get-empty, oldest first.
-    gets: VecDeque<Option<Arc<Tracked>>>,
+    gets: VecDeque<Option<String>>,
     /// The queue an empty queue name means (the last queue.declare-ok).
     last_declared: Option<String>,
     expect: Option<Expect>,
@@ -158,13 +159,18 @@ impl Tracker {
         }
     }
 
-    fn queue(&self, ch: u16, name: &[u8]) -> Option<Arc<Tracked>> {
-        let name = if name.is_empty() {
-            self.channels.get(&ch)?.last_declared.clone()?
+    /// The queue a request names (an empty name: the channel's last declared queue).
+    fn queue_name(&self, ch: u16, name: &[u8]) -> Option<String> {
+        if name.is_empty() {
+            self.channels.get(&ch)?.last_declared.clone()
         } else {
-            String::from_utf8_lossy(name).into_owned()
-        };
-        self.queues.track(&name, &self.vhost)
+            Some(String::from_utf8_lossy(name).into_owned())
+        }
+    }
+
+    /// The reported entry of a queue the broker accepted a request for.
+    fn track(&self, name: Option<String>) -> Option<Arc<Tracked>> {
+        self.queues.track(&name?, &self.vhost)
     }
 
     fn app_said(&mut self, ch: u16, m: Method<'_>) -> Result<(), ParseOff> {
@@ -180,26 +186,28 @@ impl Tracker {
                 tag,
                 no_wait,
             } => {
-                let tracked = self.queue(ch, queue);
+                let name = self.queue_name(ch, queue);
                 if no_wait {
+                    // No answer will come: take the request as accepted.
+                    let tracked = self.track(name);
                     self.add_consumer(ch, tag, tracked)?;
                 } else {
                     let c = self.channels.entry(ch).or_default();
                     if c.consumes.len() >= MAX_PENDING {
                         return Err(ParseOff::TooMuchState);
                     }
-                    c.consumes.push_back(tracked);
+                    c.consumes.push_back(name);
                 }
             }
             // Deliveries keep coming until cancel-ok; a no-wait cancel has none.
             Method::Cancel { tag, no_wait: true } => self.remove_consumer(ch, tag),
             Method::Get { queue } => {
-                let tracked = self.queue(ch, queue);
+                let name = self.queue_name(ch, queue);
                 let c = self.channels.entry(ch).or_default();
                 if c.gets.len() >= MAX_PENDING {
                     return Err(ParseOff::TooMuchState);
                 }
-                c.gets.push_back(tracked);
+                c.gets.push_back(name);
             }
             _ => {}
         }
@@ -216,11 +224,12 @@ impl Tracker {
                     Some(String::from_utf8_lossy(queue).into_owned());
             }
             Method::ConsumeOk { tag } => {
-                let tracked = self
+                let name = self
                     .channels
                     .get_mut(&ch)
                     .and_then(|c| c.consumes.pop_front())
                     .flatten();
+                let tracked = self.track(name);
                 self.add_consumer(ch, tag, tracked)?;
             }
             Method::Cancel { tag, .. } | Method::CancelOk { tag } => self.remove_consumer(ch, tag),
@@ -236,14 +245,15 @@ impl Tracker {
                 c.expect = Some(Expect::Delivery { queue, redelivered });
             }
             Method::GetOk { redelivered } => {
-                let c = self.channels.entry(ch).or_default();
-                let queue = c.gets.pop_front().flatten();
-                c.expect = Some(Expect::Delivery { queue, redelivered });
+                let name = self.channels.entry(ch).or_default().gets.pop_front();
+                let queue = self.track(name.flatten());
+                self.channels.entry(ch).or_default().expect =
+                    Some(Expect::Delivery { queue, redelivered });
             }
             Method::GetEmpty => {
-                if let Some(c) = self.channels.get_mut(&ch) {
-                    c.gets.pop_front();
-                }
+                // An empty queue is still a queue the app reads: report it (and poll its stats).
+                let name = self.channels.get_mut(&ch).and_then(|c| c.gets.pop_front());
+                self.track(name.flatten());
             }
             Method::Return => self.channels.entry(ch).or_default().expect = Some(Expect::Nothing),
             _ => {}
@@ -489,6 +499,24 @@ mod tests {
         c.app(0, &method(10, 50, &[0, 0, 0, 0, 0, 0, 0]));
         assert_eq!(c.tracker.channels(), 0);
         assert_eq!(c.tracker.consumers, 0);
+    }
+
+    #[test]
+    fn only_queues_the_broker_accepted_are_reported() {
+        let mut c = Conn::new();
+        c.app(1, &consume(b"typo", b"t"));
+        // The broker refuses (404 channel.close): nothing was reported.
+        c.broker(1, &method(20, 40, &[1, 148, 0, 0, 0, 0, 0]));
+        assert!(c.queues.all().is_empty());
+        c.app(2, &consume(b"real", b"t2"));
+        c.broker(2, &tag_only(21, b"t2"));
+        let names: Vec<String> = c
+            .queues
+            .all()
+            .iter()
+            .map(|t| t.key().queue.clone())
+            .collect();
+        assert_eq!(names, vec!["real".to_owned()]);
     }
 
     #[test]
