@@ -40,21 +40,26 @@ pub fn via(url: &str, tap: SocketAddr) -> String {
 }
 
 impl TapSidecar {
-    /// Starts a sidecar whose tap forwards to the broker of `broker_url`, pushing to
-    /// `aggregator` (any address; nothing needs to listen there), with `extra` flags.
+    /// Starts a sidecar whose tap forwards to the broker of `broker_url` (TLS for `amqps://`),
+    /// pushing to `aggregator` (any address; nothing needs to listen there), with `extra` flags.
     pub async fn start(
         name: &str,
         broker_url: &str,
         aggregator: SocketAddr,
         extra: &[&str],
     ) -> Result<Self, String> {
+        let scheme = if broker_url.starts_with("amqps://") {
+            "amqps"
+        } else {
+            "amqp"
+        };
         let mut args: Vec<String> = [
             "--aggregator",
             &format!("http://{aggregator}"),
             "--tap-listen",
             "127.0.0.1:0",
             "--tap-upstream",
-            &format!("amqp://{}", host_port(broker_url)),
+            &format!("{scheme}://{}", host_port(broker_url)),
             "--telemetry-addr",
             "127.0.0.1:0",
             "--pod-name",
