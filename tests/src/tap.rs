@@ -242,6 +242,51 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Declares `queue` (non-durable), publishes `body` to it and gets it back on one channel of
+/// `conn`, within 10 s: the app's connection works end to end.
+pub async fn round_trip(conn: &lapin::Connection, queue: &str, body: &[u8]) -> Result<(), String> {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+    let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+    let declare = QueueDeclareOptions::default();
+    ch.queue_declare(queue.into(), declare, Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let props = lapin::BasicProperties::default().with_timestamp(1);
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body,
+        props,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let got = crate::poll::until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+                .await
+            {
+                Ok(Some(m)) => Ok(m.delivery.data.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    let _ = ch.close(200, "round trip done".into()).await;
+    if got == body {
+        Ok(())
+    } else {
+        Err(format!(
+            "got {} bytes back, not the {} sent",
+            got.len(),
+            body.len()
+        ))
+    }
+}
+
 /// One JSON value per non-empty line.
 pub fn parse_lines(text: &str) -> Result<Vec<Value>, String> {
     text.lines()

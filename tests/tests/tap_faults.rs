@@ -13,10 +13,8 @@ use std::time::Duration;
 use dwell_e2e::broker;
 use dwell_e2e::poll;
 use dwell_e2e::rabbitmqctl::{self, AppStopped};
-use dwell_e2e::tap::TapSidecar;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use dwell_e2e::tap::{TapSidecar, round_trip};
+use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -42,46 +40,6 @@ async fn open_count(s: &TapSidecar) -> Result<(), String> {
     }
 }
 
-async fn round_trip(conn: &Connection, q: &str, body: &[u8]) {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            auto_delete: false,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
-    let got = poll::until(
-        Duration::from_secs(10),
-        Duration::from_millis(50),
-        || async {
-            match ch
-                .basic_get(q.into(), BasicGetOptions { no_ack: true })
-                .await
-            {
-                Ok(Some(m)) => Ok(m.delivery.data.clone()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await
-    .expect("the message comes back");
-    assert_eq!(got, body);
-    let _ = ch.close(200, "done".into()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_never_hurt_other_connections_and_memory_returns_to_idle() {
     let Some(url) = broker::require("tap_faults").await else {
@@ -94,7 +52,9 @@ async fn faults_never_hurt_other_connections_and_memory_returns_to_idle() {
     let healthy = Connection::connect(&sidecar.url(&url), ConnectionProperties::default())
         .await
         .expect("a healthy app connection through the tap");
-    round_trip(&healthy, &q, b"before").await;
+    round_trip(&healthy, &q, b"before")
+        .await
+        .expect("round trip");
     let idle_rss = sidecar.rss_kib().expect("RSS readable");
 
     // Garbage from the app: forwarded (the broker refuses it), parsing off, counted.
@@ -176,7 +136,9 @@ async fn faults_never_hurt_other_connections_and_memory_returns_to_idle() {
     );
 
     // The healthy connection never noticed.
-    round_trip(&healthy, &q, b"after").await;
+    round_trip(&healthy, &q, b"after")
+        .await
+        .expect("round trip");
     let ch = healthy.create_channel().await.unwrap();
     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     healthy.close(200, "done".into()).await.unwrap();
@@ -272,7 +234,9 @@ async fn a_broker_restart_closes_tapped_connections_and_the_tap_carries_on() {
     let before = Connection::connect(&sidecar.url(&url), ConnectionProperties::default())
         .await
         .expect("connected through the tap");
-    round_trip(&before, &q, b"before").await;
+    round_trip(&before, &q, b"before")
+        .await
+        .expect("round trip");
     {
         let _stopped = AppStopped::stop().expect("stop_app");
         // The broker closed its side: the tap closes the app's side at once.
@@ -311,7 +275,7 @@ async fn a_broker_restart_closes_tapped_connections_and_the_tap_carries_on() {
     )
     .await
     .expect("the app reconnects through the same tap once the broker is back");
-    round_trip(&after, &q, b"after").await;
+    round_trip(&after, &q, b"after").await.expect("round trip");
     let ch = after.create_channel().await.unwrap();
     let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
     after.close(200, "done".into()).await.unwrap();

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use dwell_e2e::broker;
 use dwell_e2e::certs::TestCa;
-use dwell_e2e::tap::TapSidecar;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use dwell_e2e::tap::{TapSidecar, round_trip};
+use lapin::{Connection, ConnectionProperties};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -62,38 +60,6 @@ async fn tls_front(
     (port, names)
 }
 
-async fn round_trip(conn: &Connection, q: &str) -> Vec<u8> {
-    let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.basic_publish(
-        "".into(),
-        q.into(),
-        BasicPublishOptions::default(),
-        b"over tls",
-        BasicProperties::default().with_timestamp(1),
-    )
-    .await
-    .unwrap();
-    for _ in 0..100 {
-        if let Some(m) = ch
-            .basic_get(q.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            let _ = ch.queue_delete(q.into(), Default::default()).await;
-            return m.delivery.data.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the message never came back");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqps_upstream_is_verified_against_the_ca_with_sni_from_the_host() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -126,7 +92,10 @@ async fn amqps_upstream_is_verified_against_the_ca_with_sni_from_the_host() {
         .await
         .expect("connected through the tap and TLS");
     let q = broker::unique_queue("tap-tls");
-    assert_eq!(round_trip(&conn, &q).await, b"over tls");
+    round_trip(&conn, &q, b"over tls")
+        .await
+        .expect("publish and get over TLS");
+    broker::delete(&url, &q).await;
     // (lapin closes the dropped channel on its own; the close result says nothing here.)
     let _ = conn.close(200, "done".into()).await;
     assert_eq!(

@@ -348,21 +348,28 @@ fn skip_value(f: &mut Fields<'_>, kind: u8) -> Option<()> {
     f.bytes(n).ok().map(|_| ())
 }
 
+/// Encoders for tests: method payloads written the way a peer writes them.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn short(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) mod encode {
+    /// Appends a short string.
+    pub fn short(out: &mut Vec<u8>, s: &[u8]) {
         out.push(s.len() as u8);
         out.extend_from_slice(s);
     }
 
-    fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
+    /// A method payload: class, method, arguments.
+    pub fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
         let mut out = class.to_be_bytes().to_vec();
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(args);
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode::{method, short};
+    use super::*;
 
     #[test]
     fn consume_deliver_and_get_are_read() {

@@ -328,22 +328,11 @@ mod tests {
     use dwell_runtime::clock::ManualClock;
 
     use super::*;
+    use crate::tap::method::encode::{method, short};
     use crate::telemetry::Metrics;
     use crate::timestamp::Policy;
 
     const NOW_MS: i64 = 1_800_000_000_000;
-
-    fn short(out: &mut Vec<u8>, s: &[u8]) {
-        out.push(s.len() as u8);
-        out.extend_from_slice(s);
-    }
-
-    fn method(class: u16, id: u16, args: &[u8]) -> Vec<u8> {
-        let mut out = class.to_be_bytes().to_vec();
-        out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(args);
-        out
-    }
 
     fn consume(queue: &[u8], tag: &[u8]) -> Vec<u8> {
         let mut a = vec![0, 0];
