@@ -6,7 +6,8 @@
 //!
 //! DISTURBS THE SHARED BROKER: the restart test stops the broker application (`rabbitmqctl
 //! stop_app`) for about a second, which drops every connection on it; a guard starts it again
-//! when dropped, panics included.
+//! when dropped, panics included. The tests of this file take turns ([`ONE_AT_A_TIME`]), so the
+//! restart never lands in the middle of the others.
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const NOWHERE: &str = "127.0.0.1:9";
+
+/// Held by each test for its whole run: the broker restart must not overlap the others.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const PROTOCOL_HEADER: &[u8] = b"AMQP\x00\x00\x09\x01";
 /// Slack over the idle RSS once everything is closed: allocator arenas and caches that glibc
 /// keeps, but no per-connection memory (1 000 connections at ~40 KiB would be ~40 MiB).
@@ -42,6 +46,7 @@ async fn open_count(s: &TapSidecar) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_never_hurt_other_connections_and_memory_returns_to_idle() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(url) = broker::require("tap_faults").await else {
         return;
     };
@@ -160,6 +165,7 @@ async fn faults_never_hurt_other_connections_and_memory_returns_to_idle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_the_broker_is_forwarded_blind_and_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     // A "broker" that answers the protocol header with bytes no AMQP peer would send.
     let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_addr = fake.local_addr().unwrap();
@@ -215,6 +221,7 @@ async fn garbage_from_the_broker_is_forwarded_blind_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_closes_tapped_connections_and_the_tap_carries_on() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(url) = broker::require("tap_broker_restart").await else {
         return;
     };
