@@ -134,10 +134,10 @@ impl Stats {
                     },
                 };
                 match self.poll(&ch, &queue, backoff, last_error).await {
-                    Poll::Ok => {}
+                    Polled::Ok => {}
                     // The broker closed the channel (404 for a missing queue); use a new one.
-                    Poll::ChannelGone => channel = None,
-                    Poll::Reconnect => return,
+                    Polled::ChannelGone => channel = None,
+                    Polled::Reconnect => return,
                 }
             }
         }
@@ -150,7 +150,7 @@ impl Stats {
         queue: &Tracked,
         backoff: &mut Backoff,
         last_error: &mut Option<String>,
-    ) -> Poll {
+    ) -> Polled {
         let name = &queue.key().queue;
         let result = tokio::time::timeout(Duration::from_secs(10), passive_declare(ch, name)).await;
         match result {
@@ -176,7 +176,7 @@ impl Stats {
                     consumers,
                     observed_at_ms: self.clock.now_ms(),
                 });
-                Poll::Ok
+                Polled::Ok
             }
             Ok(Err(e)) => {
                 Metrics::inc(&self.metrics.stats_polls, "error");
@@ -185,19 +185,19 @@ impl Stats {
                     tracing::warn!(queue = %name, error = %msg, "passive declare failed; reopening the channel");
                     *last_error = Some(msg);
                 }
-                Poll::ChannelGone
+                Polled::ChannelGone
             }
             Err(_) => {
                 Metrics::inc(&self.metrics.stats_polls, "error");
                 tracing::warn!(queue = %name, "passive declare timed out; reconnecting");
-                Poll::Reconnect
+                Polled::Reconnect
             }
         }
     }
 }
 
 /// What one poll left behind.
-enum Poll {
+enum Polled {
     /// Polled.
     Ok,
     /// The channel was closed by the broker.
