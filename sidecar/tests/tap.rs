@@ -1,7 +1,8 @@
 //! The AMQP tap against the real RabbitMQ with lapin as the app: the same app run directly and
 //! through the tap sees the same deliveries (bodies up to 1 MiB, properties, headers, order,
 //! redelivered, basic.get, publisher confirms on the consuming connection), 50 channels share
-//! one connection, and the ages reported per queue match the stamps the publisher set.
+//! one connection, and the ages reported per queue match the stamps the publisher set. And, with
+//! a fake broker that stops reading, back-pressure reaches the app while the other way flows.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::Parser;
 use common::amqp::delete;
 use common::{Peer, Running, ages, amqp_url, broker, eventually, metric, now_ms, tap_settings};
 use dwell_sidecar::Sidecar;
@@ -374,5 +376,83 @@ async fn fifty_channels_on_one_connection() {
         delete(&setup, q).await;
     }
     conn.close(200, "done".into()).await.unwrap();
+    running.stop().await;
+}
+
+/// A "broker" that never reads: the tap must stop reading the app (TCP back-pressure reaches
+/// the app instead of the sidecar's memory), while the other direction keeps flowing.
+#[tokio::test]
+async fn a_broker_that_stops_reading_pushes_back_on_the_app_and_the_other_way_flows() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const ATTEMPT: usize = 512 << 20;
+    const FROM_BROKER: usize = 100 * 1000;
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("amqp://{}", fake.local_addr().unwrap());
+    let broker = tokio::spawn(async move {
+        let (mut s, _) = fake.accept().await.unwrap();
+        // Never reads; sends 100 small frames' worth of bytes, 10 ms apart (heartbeats, say).
+        for _ in 0..100 {
+            s.write_all(&[8u8; 1000]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    });
+    let args = dwell_sidecar::cli::Args::try_parse_from([
+        "dwell-sidecar",
+        "--aggregator",
+        "http://127.0.0.1:9",
+        "--tap-listen",
+        "127.0.0.1:0",
+        "--tap-upstream",
+        &upstream,
+        "--telemetry-addr",
+        "127.0.0.1:0",
+        "--pod-name",
+        "p",
+    ])
+    .unwrap();
+    let settings = dwell_sidecar::Settings::from_args(args).unwrap();
+    let running = Running::start(Sidecar::bind(settings).await.unwrap()).await;
+    let app = tokio::net::TcpStream::connect(running.tap.unwrap())
+        .await
+        .unwrap();
+    let (mut rx, mut tx) = app.into_split();
+    let reader = tokio::spawn(async move {
+        let mut got = vec![0u8; FROM_BROKER];
+        rx.read_exact(&mut got).await.map(|_| got)
+    });
+    tx.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
+    // Write until a 64 KiB write has not gone through for a second: the path is full.
+    let chunk = vec![0xCEu8; 64 << 10];
+    let mut written = 0;
+    while written < ATTEMPT {
+        match tokio::time::timeout(Duration::from_secs(1), tx.write_all(&chunk)).await {
+            Ok(Ok(())) => written += chunk.len(),
+            Ok(Err(e)) => panic!("write failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    let from_broker = reader.await.unwrap().expect("the broker's bytes arrived");
+    assert_eq!(from_broker, vec![8u8; FROM_BROKER], "forwarded unchanged");
+    assert!(
+        written < 128 << 20,
+        "{written} bytes were taken before the path pushed back (of {ATTEMPT} attempted)"
+    );
+    let forwarded = metric(
+        running.telemetry,
+        r#"dwell_sidecar_tap_bytes_total{direction="to_broker"}"#,
+    )
+    .await
+    .unwrap_or(0.0);
+    assert!(
+        forwarded <= written as f64 + 8.0,
+        "the tap forwarded {forwarded} of {written} bytes"
+    );
+    eprintln!("back-pressure after {written} bytes written, {forwarded} forwarded");
+    // The app closes: the tap closes the upstream at once, and nothing is left to drain.
+    drop(tx);
+    broker.abort();
     running.stop().await;
 }
