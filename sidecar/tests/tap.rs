@@ -391,13 +391,15 @@ async fn a_broker_that_stops_reading_pushes_back_on_the_app_and_the_other_way_fl
     let upstream = format!("amqp://{}", fake.local_addr().unwrap());
     let broker = tokio::spawn(async move {
         let (mut s, _) = fake.accept().await.unwrap();
-        // Never reads; sends 100 small frames' worth of bytes, 10 ms apart (heartbeats, say).
+        // Never reads; sends 100 small frames' worth of bytes, 10 ms apart, then a heartbeat's
+        // worth every 100 ms for as long as the tap takes them.
         for _ in 0..100 {
             s.write_all(&[8u8; 1000]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(s);
+        while s.write_all(&[8u8; 8]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     let args = dwell_sidecar::cli::Args::try_parse_from([
         "dwell-sidecar",
@@ -411,6 +413,9 @@ async fn a_broker_that_stops_reading_pushes_back_on_the_app_and_the_other_way_fl
         "127.0.0.1:0",
         "--pod-name",
         "p",
+        // No aggregator listens: do not wait for the goodbye.
+        "--shutdown-timeout",
+        "200ms",
     ])
     .unwrap();
     let settings = dwell_sidecar::Settings::from_args(args).unwrap();
@@ -451,8 +456,15 @@ async fn a_broker_that_stops_reading_pushes_back_on_the_app_and_the_other_way_fl
         "the tap forwarded {forwarded} of {written} bytes"
     );
     eprintln!("back-pressure after {written} bytes written, {forwarded} forwarded");
-    // The app closes: the tap closes the upstream at once, and nothing is left to drain.
+    // The app closes. The tap is not reading it (the broker side is full), so it learns of the
+    // close from its next write to the app (the broker's next heartbeat), and closes both sides.
     drop(tx);
-    broker.abort();
+    eventually("the tap let go of the connection", || async {
+        metric(running.telemetry, "dwell_sidecar_tap_connections_open")
+            .await
+            .filter(|v| *v == 0.0)
+    })
+    .await;
+    broker.await.unwrap();
     running.stop().await;
 }
