@@ -460,6 +460,23 @@ mod tests {
         assert!(decode_header(&payload[..payload.len() - 20], None).is_err());
     }
 
+    proptest::proptest! {
+        /// Arbitrary payloads (after a real class and method id, so the decoders run) are read or
+        /// refused, never a panic.
+        #[test]
+        fn decoding_never_panics(
+            ids in proptest::sample::select(vec![
+                (10u16, 31u16), (10, 40), (50, 11), (60, 20), (60, 21), (60, 30), (60, 31),
+                (60, 60), (60, 70), (60, 71),
+            ]),
+            args in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let _ = decode(&method(ids.0, ids.1, &args));
+            let _ = decode_header(&header, Some(b"timestamp_in_ms"));
+        }
+    }
+
     #[test]
     fn unknown_table_types_hide_the_header_but_not_the_timestamp() {
         let mut table = Vec::new();

@@ -508,6 +508,39 @@ mod tests {
         assert_eq!(names, vec!["real".to_owned()]);
     }
 
+    proptest::proptest! {
+        /// Any sequence of the methods the tap follows, on any channels, either way, with any
+        /// arguments: never a panic, and the consumer count stays the sum over channels.
+        #[test]
+        fn any_method_sequence_keeps_the_state_consistent(
+            steps in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<bool>(),
+                    0u16..4,
+                    proptest::sample::select(vec![
+                        (10u16, 40u16), (10, 50), (20, 10), (20, 40), (50, 11), (60, 20),
+                        (60, 21), (60, 30), (60, 31), (60, 60), (60, 70), (60, 71), (60, 72),
+                        (60, 50),
+                    ]),
+                    proptest::collection::vec(0u8..4, 0..24),
+                ),
+                0..200,
+            )
+        ) {
+            let mut c = Conn::new();
+            for (to_app, ch, (class, id), args) in steps {
+                let payload = method(class, id, &args);
+                let direction = if to_app { Direction::ToApp } else { Direction::ToBroker };
+                let f = Frame::Method { channel: ch, payload: &payload };
+                let _ = c.tracker.frame(direction, f);
+                let header = header(1);
+                let _ = c.tracker.frame(Direction::ToApp, Frame::Header { channel: ch, payload: &header });
+                let total: usize = c.tracker.channels.values().map(|x| x.consumers.len()).sum();
+                proptest::prop_assert_eq!(total, c.tracker.consumers);
+            }
+        }
+    }
+
     #[test]
     fn state_is_bounded() {
         let mut c = Conn::new();
