@@ -29,7 +29,22 @@ ensure_tools() {
     hash -r
   fi
   command -v grpcurl >/dev/null || { echo "grpcurl is not on PATH after install" >&2; return 1; }
+  ensure_tap_clients
   command -v kubectl >/dev/null || { echo "kubectl is required (kubectl get --raw checks the metrics API)" >&2; return 1; }
+}
+
+# The third-party AMQP clients the tap tests run as apps: pika (PyPI) and amqplib (npm, pinned by
+# tests/clients/package-lock.json into tests/clients/node_modules), each skipped when present.
+ensure_tap_clients() {
+  if ! python3 -c 'import pika' 2>/dev/null; then
+    log "pip install pika"
+    python3 -m pip install --break-system-packages --quiet --disable-pip-version-check --root-user-action=ignore 'pika==1.4.4'
+  fi
+  if [ ! -f tests/clients/node_modules/amqplib/package.json ]; then
+    command -v npm >/dev/null || { echo "npm is required (the tap tests run amqplib)" >&2; return 1; }
+    log "npm ci (tests/clients: amqplib)"
+    npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error >/dev/null
+  fi
 }
 
 # RabbitMQ on 127.0.0.1:5672 (management on 15672): Debian's package, installed and started when

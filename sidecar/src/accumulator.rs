@@ -16,6 +16,8 @@ pub enum Source {
     Report,
     /// The peek source read the head message.
     Peek,
+    /// The AMQP tap read a delivery off the wire.
+    Tap,
 }
 
 impl Source {
@@ -23,6 +25,7 @@ impl Source {
         match self {
             Source::Report => "report",
             Source::Peek => "peek",
+            Source::Tap => "tap",
         }
     }
 }

@@ -11,20 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use dwell_runtime::accept::Listener;
 use dwell_runtime::clock::{SharedClock, SystemClock};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accumulator::Accumulator;
 use crate::cli::Args;
 use crate::identity::{self, Identity, IdentityError};
 use crate::interval::{self, Reporter};
 use crate::peek::{self, Peek};
 use crate::push::backlog::Backlog;
 use crate::push::{self, Pusher, Resolver, Target, TlsError};
+use crate::queues::Queues;
 use crate::stats::{self, Stats};
+use crate::tap::state::HeaderRule;
+use crate::tap::upstream::Upstream;
+use crate::tap::{self, Tap};
 use crate::telemetry::{self, Metrics};
 use crate::{report, timestamp};
 
@@ -42,10 +45,15 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
 /// Every component's configuration, built and checked once.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The observed queue (the only one reports may name).
-    pub queue: String,
-    /// The reported vhost.
+    /// The `--queue` (always reported; the only one report inputs may name). None: the tap
+    /// alone finds the queues.
+    pub queue: Option<String>,
+    /// The `--queue`'s vhost.
     pub vhost: String,
+    /// Most queues reported.
+    pub max_queues: usize,
+    /// The AMQP tap (None: off).
+    pub tap: Option<TapSettings>,
     /// The consumer pod.
     pub identity: Identity,
     /// How raw timestamps become ages.
@@ -73,14 +81,31 @@ pub struct ListenAddrs {
     pub report_http: Option<SocketAddr>,
     /// `/healthz` and `/metrics`.
     pub telemetry: Option<SocketAddr>,
+    /// The AMQP tap.
+    pub tap: Option<SocketAddr>,
+}
+
+/// The tap's settings beside its address.
+#[derive(Debug, Clone)]
+pub struct TapSettings {
+    /// How it forwards and what it reads.
+    pub config: tap::Config,
+    /// Most app connections open at once.
+    pub max_connections: usize,
 }
 
 impl Settings {
     /// Checks `args`, reads the files they name (CA, client certificate, labels) and resolves
     /// the pod identity from them and the environment.
     pub fn from_args(args: Args) -> anyhow::Result<Self> {
-        if args.queue.is_empty() || args.queue.len() > 255 {
+        if let Some(q) = &args.queue
+            && (q.is_empty() || q.len() > 255)
+        {
             bail!("--queue must be 1 to 255 bytes");
+        }
+        let tap = tap_settings(&args)?;
+        if args.queue.is_none() && tap.is_none() {
+            bail!("--queue is required unless --tap-listen is given");
         }
         let amqp_url = match &args.amqp_url {
             Some(arg) => Some(arg.validate().map_err(|e| anyhow!("--amqp-url: {e}"))?),
@@ -88,6 +113,9 @@ impl Settings {
         };
         if args.peek && amqp_url.is_none() {
             bail!("--peek needs --amqp-url");
+        }
+        if args.peek && args.queue.is_none() {
+            bail!("--peek needs --queue");
         }
         let target = target(&args)?;
         let identity = pod_identity(&args)?;
@@ -98,12 +126,12 @@ impl Settings {
             .unwrap_or_else(|| "/".to_owned());
         let stats = amqp_url.clone().map(|url| stats::Config {
             url,
-            queue: args.queue.clone(),
             every: args.stats_interval,
         });
-        let peek = amqp_url.filter(|_| args.peek).map(|url| peek::Config {
+        let peek_queue = args.queue.clone().filter(|_| args.peek);
+        let peek = amqp_url.zip(peek_queue).map(|(url, queue)| peek::Config {
             url,
-            queue: args.queue.clone(),
+            queue,
             queue_type: args.queue_type,
             every: args.peek_interval,
             header: args
@@ -121,9 +149,11 @@ impl Settings {
                     .min(dwell_proto::summary::MAX_AGE_MS),
             },
             listen: ListenAddrs {
-                report_udp: args.report_udp.addr(),
-                report_http: args.report_http.addr(),
+                // The report source names the --queue; without one it has nothing to take.
+                report_udp: args.report_udp.addr().filter(|_| args.queue.is_some()),
+                report_http: args.report_http.addr().filter(|_| args.queue.is_some()),
                 telemetry: args.telemetry_addr.addr(),
+                tap: args.tap_listen.addr(),
             },
             stats,
             peek,
@@ -139,8 +169,39 @@ impl Settings {
                 shutdown_timeout: args.shutdown_timeout,
             },
             queue: args.queue,
+            max_queues: args.max_queues as usize,
+            tap,
         })
     }
+}
+
+/// `--tap-listen` with `--tap-upstream` (and its CA), or neither.
+fn tap_settings(args: &Args) -> anyhow::Result<Option<TapSettings>> {
+    let upstream = match (args.tap_listen.addr(), &args.tap_upstream) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => bail!("--tap-upstream needs --tap-listen"),
+        (Some(_), None) => bail!("--tap-listen needs --tap-upstream (the real broker)"),
+        (Some(_), Some(url)) => url,
+    };
+    let ca = match &args.tap_upstream_ca {
+        Some(path) => Some(read("--tap-upstream-ca", path)?),
+        None => None,
+    };
+    let upstream = Upstream::parse(upstream, ca.as_deref()).map_err(|e| match e {
+        tap::upstream::UpstreamError::NoCertificate => anyhow!("--tap-upstream-ca {e}"),
+        e => anyhow!("--tap-upstream {e}"),
+    })?;
+    Ok(Some(TapSettings {
+        config: tap::Config {
+            upstream,
+            header: args.timestamp_header.clone().map(|name| HeaderRule {
+                name,
+                unit: args.timestamp_header_unit,
+            }),
+            drain: args.shutdown_timeout,
+        },
+        max_connections: args.tap_max_connections as usize,
+    }))
 }
 
 /// `--aggregator`, with `--aggregator-ca` and the `--client-cert`/`--client-key` pair.
@@ -192,6 +253,7 @@ pub struct Sidecar {
     udp: Option<UdpSocket>,
     http: Option<TcpListener>,
     telemetry: Option<TcpListener>,
+    tap: Option<Listener>,
     metrics: Arc<Metrics>,
     clock: SharedClock,
     resolver: Resolver,
@@ -211,11 +273,16 @@ impl Sidecar {
         };
         let http = bind_tcp(listen.report_http, "--report-http").await?;
         let telemetry = bind_tcp(listen.telemetry, "--telemetry-addr").await?;
+        let max = settings.tap.as_ref().map_or(1, |t| t.max_connections);
+        let tap = bind_tcp(listen.tap, "--tap-listen")
+            .await?
+            .map(|tcp| Listener::new(tcp, "AMQP tap", max));
         Ok(Self {
             settings,
             udp,
             http,
             telemetry,
+            tap,
             metrics: Metrics::new(),
             clock: SystemClock::shared(),
             resolver: push::dns_resolver(),
@@ -249,6 +316,11 @@ impl Sidecar {
         self.telemetry.as_ref().and_then(|s| s.local_addr().ok())
     }
 
+    /// The bound AMQP tap address.
+    pub fn tap_addr(&self) -> Option<SocketAddr> {
+        self.tap.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The sidecar's self-metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
@@ -260,8 +332,10 @@ impl Sidecar {
         let instance: u64 = rand::random();
         let s = &self.settings;
         tracing::info!(
-            queue = %s.queue, vhost = %s.vhost, pod = %s.identity.pod,
+            queue = ?s.queue, vhost = %s.vhost, pod = %s.identity.pod,
             namespace = %s.identity.namespace, aggregator = %s.push.target.url, instance,
+            tap = ?self.tap_addr(),
+            tap_upstream = ?s.tap.as_ref().map(|t| t.config.upstream.to_string()),
             report_udp = ?self.report_udp_addr(), report_http = ?self.report_http_addr(),
             telemetry = ?self.telemetry_addr(),
             amqp = ?s.stats.as_ref().map(|c| c.url.to_string()),
@@ -272,69 +346,83 @@ impl Sidecar {
             udp,
             http,
             telemetry: telemetry_listener,
+            tap: tap_listener,
             metrics,
             clock,
             resolver,
         } = self;
-        let accumulator = Arc::new(Accumulator::new(
+        let queues = Arc::new(Queues::new(
             settings.timestamps,
             clock.clone(),
             metrics.clone(),
+            settings.max_queues,
         ));
+        // The --queue first: it is always reported, even before anything is consumed.
+        let own = settings
+            .queue
+            .as_ref()
+            .and_then(|q| queues.track(q, &settings.vhost));
         let backlog = Backlog::new(settings.backlog, metrics.clone());
-        let (state_tx, state_rx) = watch::channel(None);
         let tasks = TaskTracker::new();
 
-        let intake = Arc::new(report::Intake::new(
-            settings.queue.clone(),
-            accumulator.clone(),
-            metrics.clone(),
-        ));
-        if let Some(socket) = udp {
-            tasks.spawn(report::udp::serve(socket, intake.clone(), shutdown.clone()));
-        }
-        if let Some(listener) = http {
-            let server = report::http::serve(listener, intake, shutdown.clone());
-            tasks.spawn(log_failure("report HTTP server", server));
+        if let Some(own) = &own {
+            let intake = Arc::new(report::Intake::new(
+                own.key().queue.clone(),
+                own.ages().clone(),
+                metrics.clone(),
+            ));
+            if let Some(socket) = udp {
+                tasks.spawn(report::udp::serve(socket, intake.clone(), shutdown.clone()));
+            }
+            if let Some(listener) = http {
+                let server = report::http::serve(listener, intake, shutdown.clone());
+                tasks.spawn(log_failure("report HTTP server", server));
+            }
         }
         if let Some(listener) = telemetry_listener {
             let server = telemetry::serve(listener, metrics.clone(), shutdown.clone());
             tasks.spawn(log_failure("telemetry server", server));
         }
+        if let (Some(listener), Some(t)) = (tap_listener, settings.tap) {
+            let tap = Tap {
+                config: t.config,
+                queues: queues.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(tap.serve(listener, tasks.clone(), shutdown.clone()));
+        }
         if let Some(config) = settings.stats {
             let stats = Stats {
                 config,
-                state: state_tx,
+                queues: queues.clone(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
             };
             tasks.spawn(stats.run(shutdown.clone()));
         }
-        if let Some(config) = settings.peek {
+        if let (Some(config), Some(own)) = (settings.peek, &own) {
             let peek = Peek {
                 config,
-                accumulator: accumulator.clone(),
+                accumulator: own.ages().clone(),
                 metrics: metrics.clone(),
             };
             tasks.spawn(peek.run(shutdown.clone()));
         }
         let reporter = Reporter {
-            source: dwell_proto::v1::Source {
+            pod: dwell_proto::v1::Source {
                 namespace: settings.identity.namespace,
                 pod: settings.identity.pod,
                 labels: settings.identity.labels,
-                queue: settings.queue,
-                vhost: settings.vhost,
+                ..Default::default()
             },
             instance,
             config: settings.interval,
-            accumulator,
-            state: state_rx,
+            queues,
             backlog: backlog.clone(),
             metrics: metrics.clone(),
             clock,
         };
-        // On shutdown the reporter queues the goodbye report and the pusher delivers it.
+        // On shutdown the reporter queues the goodbye reports and the pusher delivers them.
         tasks.spawn(reporter.run(shutdown.clone()));
         let shutdown_timeout = settings.push.shutdown_timeout;
         let pusher = Pusher {
@@ -443,6 +531,68 @@ mod tests {
             empty.as_str(),
         ]);
         assert_eq!(no_cert, "--client-cert holds no PEM CERTIFICATE block");
+    }
+
+    #[test]
+    fn the_tap_needs_its_upstream_and_makes_the_queue_optional() {
+        let tap = |extra: &[&str]| {
+            let mut argv = vec!["dwell-sidecar", "--pod-name", "p"];
+            argv.extend_from_slice(extra);
+            Settings::from_args(Args::try_parse_from(argv).unwrap())
+        };
+        let refusal = |extra: &[&str]| format!("{:#}", tap(extra).unwrap_err());
+        assert_eq!(
+            refusal(&[]),
+            "--queue is required unless --tap-listen is given"
+        );
+        assert_eq!(
+            refusal(&["--tap-listen", "127.0.0.1:5672"]),
+            "--tap-listen needs --tap-upstream (the real broker)"
+        );
+        assert_eq!(
+            refusal(&["--tap-upstream", "amqp://rabbit"]),
+            "--tap-upstream needs --tap-listen"
+        );
+        let creds = refusal(&[
+            "--tap-listen",
+            "127.0.0.1:0",
+            "--tap-upstream",
+            "amqp://u:s3cret@rabbit",
+        ]);
+        assert!(
+            creds.starts_with("--tap-upstream ") && !creds.contains("s3cret"),
+            "{creds}"
+        );
+        let ok = tap(&[
+            "--tap-listen",
+            "127.0.0.1:0",
+            "--tap-upstream",
+            "amqp://rabbit",
+            "--timestamp-header",
+            "timestamp_in_ms",
+        ])
+        .unwrap();
+        assert!(ok.queue.is_none());
+        assert_eq!((ok.listen.report_udp, ok.listen.report_http), (None, None));
+        let t = ok.tap.unwrap();
+        assert_eq!(t.config.upstream.to_string(), "amqp://rabbit:5672");
+        assert_eq!(
+            t.config.header.map(|h| h.name).as_deref(),
+            Some("timestamp_in_ms")
+        );
+        assert_eq!(t.max_connections, 1024);
+        assert_eq!(
+            refusal(&[
+                "--tap-listen",
+                "127.0.0.1:0",
+                "--tap-upstream",
+                "amqp://rabbit",
+                "--amqp-url",
+                "amqp://rabbit",
+                "--peek"
+            ]),
+            "--peek needs --queue"
+        );
     }
 
     #[test]

@@ -17,9 +17,11 @@ use crate::timestamp::Unit;
 /// dwell sidecar: measures how long messages waited in a RabbitMQ queue and streams compact
 /// reports to every dwell aggregator replica.
 ///
-/// Sources: `report` (the consumer app sends each delivery's timestamp over localhost UDP or
-/// HTTP; always on), `stats` (passive queue.declare; on when --amqp-url is given) and `peek`
-/// (basic.get + requeue of the head message; off unless --peek and --queue-type classic).
+/// Sources: `tap` (the app's AMQP connections pass through the sidecar, which reads every
+/// delivery's timestamp off the frames; on with --tap-listen and --tap-upstream), `report` (the
+/// consumer app sends each delivery's timestamp over localhost UDP or HTTP; on with --queue),
+/// `stats` (passive queue.declare; on when --amqp-url is given) and `peek` (basic.get + requeue
+/// of the head message; off unless --peek and --queue-type classic).
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "dwell-sidecar", version, about, long_about)]
 pub struct Args {
@@ -50,9 +52,32 @@ pub struct Args {
     #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = duration::parse)]
     pub interval: Duration,
 
-    /// The queue whose messages are observed (the report's source queue).
+    /// The queue whose messages are observed (the report source's queue, always reported).
+    /// Required unless --tap-listen is given: the tap reports every queue the app consumes from.
     #[arg(long, env = "DWELL_QUEUE")]
-    pub queue: String,
+    pub queue: Option<String>,
+
+    /// Address of the AMQP tap, e.g. 127.0.0.1:5672: point the app's AMQP URL here and every
+    /// delivery's wait is measured with no change to the app ("off", the default, disables it).
+    #[arg(long, env = "DWELL_TAP_LISTEN", default_value = "off", value_parser = parse_listen)]
+    pub tap_listen: Listen,
+
+    /// The real broker behind the tap: amqp://host[:port] or amqps://host[:port] (TLS, SNI and
+    /// verification from the host name). No credentials or vhost: the app's own pass through.
+    #[arg(long, env = "DWELL_TAP_UPSTREAM")]
+    pub tap_upstream: Option<String>,
+
+    /// PEM file with the CA certificate(s) of an amqps:// upstream [default: the system bundle].
+    #[arg(long, env = "DWELL_TAP_UPSTREAM_CA")]
+    pub tap_upstream_ca: Option<PathBuf>,
+
+    /// Most app connections the tap holds open at once; more wait until one closes.
+    #[arg(long, env = "DWELL_TAP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub tap_max_connections: u32,
+
+    /// Most queues reported; queues seen beyond it are counted, not reported.
+    #[arg(long, env = "DWELL_MAX_QUEUES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_queues: u32,
 
     /// RabbitMQ virtual host of the queue [default: the AMQP URL's vhost, else "/"].
     #[arg(long, env = "DWELL_VHOST")]
@@ -93,7 +118,8 @@ pub struct Args {
     #[arg(long, env = "DWELL_QUEUE_TYPE", value_enum, default_value_t = QueueType::Unknown)]
     pub queue_type: QueueType,
 
-    /// Header read before the timestamp property when peeking, e.g. timestamp_in_ms.
+    /// Header read before the timestamp property (by the tap and when peeking), e.g.
+    /// timestamp_in_ms.
     #[arg(long, env = "DWELL_TIMESTAMP_HEADER")]
     pub timestamp_header: Option<String>,
 

@@ -1,18 +1,18 @@
-//! The interval clock: every interval it takes the accumulator's summary, adds the latest
-//! queue state and the running counters, and appends one numbered [`Report`] to the backlog. On
-//! shutdown it closes the last, partial interval with a goodbye report.
+//! The interval clock: every interval, for each reported queue ([`Queues`]: the `--queue`, and
+//! every queue the tap saw), it takes that queue's summary, adds its latest queue state and the
+//! running counters, and appends one numbered [`Report`] to the backlog. On shutdown it closes
+//! the last, partial interval with a goodbye report per queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dwell_proto::v1::{Counters, QueueState, Report, Source, report::Ages};
+use dwell_proto::v1::{Counters, Report, Source, report::Ages};
 use dwell_runtime::clock::SharedClock;
 use dwell_runtime::periodic::{First, Ticker};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::accumulator::Accumulator;
 use crate::push::backlog::Backlog;
+use crate::queues::{Queues, Tracked};
 use crate::telemetry::Metrics;
 
 /// How reports are cut.
@@ -26,16 +26,14 @@ pub struct Config {
 
 /// Builds and numbers reports.
 pub struct Reporter {
-    /// Who observes (sent in every report).
-    pub source: Source,
+    /// Who observes: namespace, pod and labels (queue and vhost come from each tracked queue).
+    pub pod: Source,
     /// Random per process; with `seq` it makes resends idempotent.
     pub instance: u64,
     /// Period and freshness rule.
     pub config: Config,
-    /// The current interval's ages.
-    pub accumulator: Arc<Accumulator>,
-    /// The stats source's latest view.
-    pub state: watch::Receiver<Option<QueueState>>,
+    /// The reported queues, each with its interval's ages and queue state.
+    pub queues: Arc<Queues>,
     /// Where reports go.
     pub backlog: Arc<Backlog>,
     /// Self-metrics (and the running counters).
@@ -45,40 +43,55 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Emits a report per interval until `shutdown` fires, then a final goodbye report.
+    /// Emits a report per queue per interval until `shutdown` fires, then a final goodbye per
+    /// queue.
     pub async fn run(self, shutdown: CancellationToken) {
+        // One seq per report across every queue, so the backlog's seqs increase.
         let mut seq = 0u64;
         let mut start = self.clock.now_ms();
         let mut ticker = Ticker::new(self.config.every, First::AfterPeriod, &shutdown);
         while ticker.tick().await {
-            seq += 1;
-            start = self.close_interval(seq, start, false);
+            start = self.close_interval(&mut seq, start, false);
         }
-        // The last, partial interval is the goodbye: every aggregator forgets this source at
-        // once instead of counting it until it goes stale.
-        seq += 1;
-        self.close_interval(seq, start, true);
-        tracing::info!(seq, "goodbye report queued");
+        // The last, partial interval is the goodbye: every aggregator forgets these sources at
+        // once instead of counting them until they go stale.
+        self.close_interval(&mut seq, start, true);
+        tracing::info!(seq, "goodbye reports queued");
     }
 
-    /// Appends the report for `[start_ms, now)` to the backlog; returns its end.
-    fn close_interval(&self, seq: u64, start_ms: i64, goodbye: bool) -> i64 {
+    /// Appends each queue's report for `[start_ms, now)` to the backlog; returns its end.
+    fn close_interval(&self, seq: &mut u64, start_ms: i64, goodbye: bool) -> i64 {
         // A wall clock stepped back must not give an interval that ends before it starts.
         let end_ms = self.clock.now_ms().max(start_ms);
-        let report = self.build(seq, start_ms, end_ms, goodbye);
-        self.metrics.reports_built.inc();
-        self.backlog.push(report);
+        for queue in self.queues.all() {
+            *seq += 1;
+            let report = self.build(&queue, *seq, start_ms, end_ms, goodbye);
+            self.metrics.reports_built.inc();
+            self.backlog.push(report);
+        }
         end_ms
     }
 
-    /// The report for `[start_ms, end_ms)`.
-    pub fn build(&self, seq: u64, start_ms: i64, end_ms: i64, goodbye: bool) -> Report {
-        let summary = self.accumulator.take();
+    /// The report of `queue` for `[start_ms, end_ms)`.
+    pub fn build(
+        &self,
+        queue: &Tracked,
+        seq: u64,
+        start_ms: i64,
+        end_ms: i64,
+        goodbye: bool,
+    ) -> Report {
+        let summary = queue.ages().take();
         let fresh_after = end_ms - self.config.state_max_age.as_millis() as i64;
-        let queue_state = (*self.state.borrow()).filter(|s| s.observed_at_ms >= fresh_after);
+        let queue_state = queue.state().filter(|s| s.observed_at_ms >= fresh_after);
         let m = &self.metrics;
+        let key = queue.key();
         Report {
-            source: Some(self.source.clone()),
+            source: Some(Source {
+                queue: key.queue.clone(),
+                vhost: key.vhost.clone(),
+                ..self.pod.clone()
+            }),
             instance: self.instance,
             seq,
             interval_start_ms: start_ms,
@@ -100,6 +113,7 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dwell_proto::v1::QueueState;
     use dwell_runtime::clock::ManualClock;
 
     use crate::accumulator::Source as AgeSource;
@@ -107,29 +121,21 @@ mod tests {
 
     const NOW_MS: i64 = 1_800_000_000_000;
 
-    fn reporter(
-        every: Duration,
-    ) -> (
-        Reporter,
-        watch::Sender<Option<QueueState>>,
-        Arc<ManualClock>,
-    ) {
+    fn reporter(every: Duration, queues: &[&str]) -> (Reporter, Arc<ManualClock>) {
         let metrics = Metrics::new();
         let clock = ManualClock::new(NOW_MS);
-        let acc = Arc::new(Accumulator::new(
-            Policy {
-                default_unit: Unit::Auto,
-                max_age_ms: 60_000,
-            },
-            clock.clone(),
-            metrics.clone(),
-        ));
-        let (tx, rx) = watch::channel(None);
+        let policy = Policy {
+            default_unit: Unit::Auto,
+            max_age_ms: 60_000,
+        };
+        let tracked = Arc::new(Queues::new(policy, clock.clone(), metrics.clone(), 16));
+        for q in queues {
+            tracked.track(q, "/").unwrap();
+        }
         let r = Reporter {
-            source: Source {
+            pod: Source {
                 namespace: "ns".into(),
                 pod: "p".into(),
-                queue: "q".into(),
                 ..Default::default()
             },
             instance: 7,
@@ -137,20 +143,26 @@ mod tests {
                 every,
                 state_max_age: Duration::from_secs(15),
             },
-            accumulator: acc,
-            state: rx,
-            backlog: Backlog::new(10, metrics.clone()),
+            queues: tracked,
+            backlog: Backlog::new(100, metrics.clone()),
             metrics,
             clock: clock.clone(),
         };
-        (r, tx, clock)
+        (r, clock)
+    }
+
+    fn summary(r: &Report) -> dwell_proto::v1::Summary {
+        match &r.ages {
+            Some(Ages::Summary(s)) => s.clone(),
+            other => panic!("no summary: {other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_report_per_interval_then_goodbye() {
-        let (r, _state, _clock) = reporter(Duration::from_secs(1));
+        let (r, _clock) = reporter(Duration::from_secs(1), &["q"]);
         let backlog = r.backlog.clone();
-        let acc = r.accumulator.clone();
+        let acc = r.queues.all()[0].ages().clone();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(r.run(cancel.clone()));
         acc.observe(Some(1), Some(Unit::S), false, AgeSource::Report);
@@ -162,34 +174,78 @@ mod tests {
         assert_eq!(backlog.goodbye_seq(), Some(4));
         let first = backlog.next_after(0).unwrap();
         assert_eq!((first.seq, first.instance, first.goodbye), (1, 7, false));
-        let Some(Ages::Summary(s)) = first.ages else {
-            panic!("no summary")
-        };
-        assert_eq!(s.count, 1);
+        assert_eq!(first.source.as_ref().unwrap().queue, "q");
+        assert_eq!(first.source.as_ref().unwrap().pod, "p");
+        assert_eq!(summary(&first).count, 1);
         assert_eq!(first.counters.unwrap().clamped, 1);
         let second = backlog.next_after(1).unwrap();
-        let Some(Ages::Summary(s)) = second.ages else {
-            panic!("no summary")
-        };
-        assert_eq!(s.count, 0, "ages are not carried into the next interval");
+        assert_eq!(
+            summary(&second).count,
+            0,
+            "ages are not carried into the next interval"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_queue_is_its_own_source_with_increasing_seqs() {
+        let (r, _clock) = reporter(Duration::from_secs(1), &["a", "b"]);
+        let backlog = r.backlog.clone();
+        let queues = r.queues.clone();
+        queues.all()[1].ages().observe(
+            Some(NOW_MS as u64 - 2_000),
+            Some(Unit::Ms),
+            false,
+            AgeSource::Tap,
+        );
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(r.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // A queue first seen later is reported from the next interval on.
+        queues.track("c", "v").unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let mut reports = Vec::new();
+        let mut cursor = 0;
+        while let Some(r) = backlog.next_after(cursor) {
+            cursor = r.seq;
+            let s = r.source.clone().unwrap();
+            reports.push((r.seq, s.queue, s.vhost, summary(&r).count, r.goodbye));
+        }
+        let expected: Vec<(u64, String, String, u64, bool)> = [
+            (1, "a", "/", 0, false),
+            (2, "b", "/", 1, false),
+            (3, "a", "/", 0, false),
+            (4, "b", "/", 0, false),
+            (5, "c", "v", 0, false),
+            (6, "a", "/", 0, true),
+            (7, "b", "/", 0, true),
+            (8, "c", "v", 0, true),
+        ]
+        .into_iter()
+        .map(|(n, q, v, c, g)| (n, q.to_owned(), v.to_owned(), c, g))
+        .collect();
+        assert_eq!(reports, expected);
+        assert_eq!(backlog.goodbye_seq(), Some(8));
     }
 
     #[test]
     fn stale_queue_state_is_not_sent() {
-        let (r, state, _clock) = reporter(Duration::from_secs(1));
+        let (r, _clock) = reporter(Duration::from_secs(1), &["q"]);
+        let q = r.queues.all()[0].clone();
         let qs = QueueState {
             messages_ready: 3,
             consumers: 0,
             observed_at_ms: 100_000,
         };
-        state.send_replace(Some(qs));
-        assert_eq!(r.build(1, 0, 110_000, false).queue_state, Some(qs));
-        assert_eq!(r.build(2, 0, 120_000, false).queue_state, None);
+        q.set_state(qs);
+        assert_eq!(r.build(&q, 1, 0, 110_000, false).queue_state, Some(qs));
+        assert_eq!(r.build(&q, 2, 0, 120_000, false).queue_state, None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn interval_bounds_come_from_the_injected_clock() {
-        let (r, _state, clock) = reporter(Duration::from_secs(1));
+        let (r, clock) = reporter(Duration::from_secs(1), &["q"]);
         let backlog = r.backlog.clone();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(r.run(cancel.clone()));

@@ -1,5 +1,6 @@
 //! dwell's sidecar: samples message timestamps beside a consumer and pushes compact reports to the
-//! aggregator. It never publishes, acks, purges or holds a business message.
+//! aggregator. Its own connections never publish, ack, purge or hold a business message; the
+//! optional AMQP tap ([`tap`]) forwards the app's own connections byte for byte and only reads.
 //!
 //! [`app`] is the composition root: [`Settings::from_args`] checks the command line once,
 //! [`Sidecar::bind`] binds every listener (so a port in use fails at start), and [`Sidecar::run`]
@@ -15,8 +16,10 @@ pub mod identity;
 pub mod interval;
 pub mod peek;
 pub mod push;
+pub mod queues;
 pub mod report;
 pub mod stats;
+pub mod tap;
 pub mod telemetry;
 pub mod timestamp;
 

@@ -32,6 +32,31 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of a per-queue series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// The queue.
+    pub queue: String,
+    /// Its virtual host.
+    pub vhost: String,
+}
+
+/// Labels of a per-direction byte counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `to_broker` or `to_app`.
+    pub direction: &'static str,
+}
+
+/// Labels of a per-connection series (present while the connection is open).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// The tap's number for the connection (also in its log lines).
+    pub conn: u64,
+    /// `to_broker` or `to_app` (byte counters), or `deliveries`.
+    pub kind: &'static str,
+}
+
 /// Every self-metric of the sidecar.
 #[derive(Default)]
 pub struct Metrics {
@@ -47,10 +72,36 @@ pub struct Metrics {
     pub rejected: Family<RejectLabels, Counter>,
     /// All report inputs rejected (the wire counter).
     pub rejected_total: Counter,
-    /// Last `messages_ready` seen by the stats source.
-    pub queue_messages_ready: Gauge,
-    /// Last `consumer_count` seen by the stats source.
-    pub queue_consumers: Gauge,
+    /// Last `messages_ready` seen by the stats source, per queue.
+    pub queue_messages_ready: Family<QueueLabels, Gauge>,
+    /// Last `consumer_count` seen by the stats source, per queue.
+    pub queue_consumers: Family<QueueLabels, Gauge>,
+    /// Queues reported.
+    pub queues_tracked: Gauge,
+    /// Queues not reported because the queue limit was reached.
+    pub queues_refused: Counter,
+    /// Deliveries the tap read, per queue.
+    pub tap_deliveries: Family<QueueLabels, Counter>,
+    /// Deliveries the tap read without a usable timestamp, per queue.
+    pub tap_without_timestamp: Family<QueueLabels, Counter>,
+    /// Redelivered deliveries the tap read, per queue.
+    pub tap_redelivered: Family<QueueLabels, Counter>,
+    /// App connections accepted by the tap.
+    pub tap_connections: Counter,
+    /// App connections open now.
+    pub tap_connections_open: Gauge,
+    /// App connections closed because the broker could not be reached.
+    pub tap_upstream_failures: Counter,
+    /// Connections whose parsing was switched off (forwarding went on), by reason.
+    pub tap_parse_off: Family<KindLabel, Counter>,
+    /// Bytes forwarded, by direction.
+    pub tap_bytes: Family<DirectionLabel, Counter>,
+    /// Per open connection: bytes each way and deliveries read.
+    pub tap_connection: Family<ConnectionLabels, Counter>,
+    /// Deliveries for a consumer tag the tap never saw consumed (no queue known).
+    pub tap_unknown_consumer: Counter,
+    /// connection.blocked notifications passed from the broker to an app.
+    pub tap_blocked: Counter,
     /// Passive declares, by result (`ok`, `error`).
     pub stats_polls: Family<KindLabel, Counter>,
     /// 1 while the stats source holds a broker connection.
@@ -140,13 +191,74 @@ impl Metrics {
         );
         r.register(
             "queue_messages_ready",
-            "Last messages_ready (passive declare)",
-            g(&self.queue_messages_ready),
+            "Last messages_ready (passive declare), per queue",
+            self.queue_messages_ready.clone(),
         );
         r.register(
             "queue_consumers",
-            "Last consumer_count (passive declare)",
-            g(&self.queue_consumers),
+            "Last consumer_count (passive declare), per queue",
+            self.queue_consumers.clone(),
+        );
+        r.register("queues_tracked", "Queues reported", g(&self.queues_tracked));
+        r.register(
+            "queues_refused",
+            "Queues not reported: the queue limit was reached",
+            c(&self.queues_refused),
+        );
+        r.register(
+            "tap_deliveries",
+            "Deliveries read by the tap, per queue",
+            self.tap_deliveries.clone(),
+        );
+        r.register(
+            "tap_deliveries_without_timestamp",
+            "Deliveries read by the tap without a usable timestamp, per queue",
+            self.tap_without_timestamp.clone(),
+        );
+        r.register(
+            "tap_redelivered",
+            "Redelivered deliveries read by the tap, per queue",
+            self.tap_redelivered.clone(),
+        );
+        r.register(
+            "tap_connections",
+            "App connections accepted by the tap",
+            c(&self.tap_connections),
+        );
+        r.register(
+            "tap_connections_open",
+            "App connections open through the tap",
+            g(&self.tap_connections_open),
+        );
+        r.register(
+            "tap_upstream_failures",
+            "App connections closed because the broker could not be reached",
+            c(&self.tap_upstream_failures),
+        );
+        r.register(
+            "tap_parse_off",
+            "Connections whose parsing was switched off (forwarding went on), by reason",
+            self.tap_parse_off.clone(),
+        );
+        r.register(
+            "tap_bytes",
+            "Bytes forwarded by the tap, by direction",
+            self.tap_bytes.clone(),
+        );
+        r.register(
+            "tap_connection",
+            "Per open tap connection: bytes forwarded each way and deliveries read",
+            self.tap_connection.clone(),
+        );
+        r.register(
+            "tap_unknown_consumer",
+            "Deliveries for a consumer tag never seen consumed",
+            c(&self.tap_unknown_consumer),
+        );
+        r.register(
+            "tap_blocked",
+            "connection.blocked notifications passed to apps",
+            c(&self.tap_blocked),
         );
         r.register(
             "stats_polls",

@@ -167,9 +167,12 @@ async fn peek_refuses_a_quorum_queue() {
     .await;
     // Stats works on quorum queues too.
     eventually("quorum stats", || async {
-        metric(t, "dwell_sidecar_queue_messages_ready")
-            .await
-            .filter(|v| *v == 3.0)
+        metric(
+            t,
+            r#"dwell_sidecar_queue_messages_ready{queue="dwell.test.sidecar.quorum",vhost="/"}"#,
+        )
+        .await
+        .filter(|v| *v == 3.0)
     })
     .await;
     assert_eq!(

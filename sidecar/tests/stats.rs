@@ -112,7 +112,10 @@ async fn stats_survive_a_missing_queue_and_pick_it_up_when_declared() {
     let ch = fresh_queue(&conn, q, false).await;
     publish(&ch, q, "x", BasicProperties::default()).await;
     eventually("the queue seen once declared", || async {
-        metric(t, "dwell_sidecar_queue_messages_ready")
+        metric(
+            t,
+            r#"dwell_sidecar_queue_messages_ready{queue="dwell.test.sidecar.appears-later",vhost="/"}"#,
+        )
             .await
             .filter(|v| *v == 1.0)
     })

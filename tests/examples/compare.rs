@@ -18,10 +18,14 @@
 //! replica-seconds spent, seconds in which some delivery waited longer than 2 s, the peak replica
 //! count, the longest wait and messages lost.
 //!
-//! `cargo run -p dwell-e2e --example compare [-- SEEDS [PROCESSING_MS]]` (needs RabbitMQ at
-//! DWELL_TEST_AMQP_URL and `cargo build --workspace --bins` first). PROCESSING_MS (default 100)
-//! changes the work per message while the queue-length target stays tuned for 100 ms, as happens
-//! when the work gets slower after the HPA was set up; max replicas grow with it (8 per 100 ms).
+//! `cargo run -p dwell-e2e --example compare [-- SEEDS [PROCESSING_MS [SOURCE [ONLY]]]]` (needs
+//! RabbitMQ at DWELL_TEST_AMQP_URL and `cargo build --workspace --bins` first). PROCESSING_MS
+//! (default 100) changes the work per message while the queue-length target stays tuned for
+//! 100 ms, as happens when the work gets slower after the HPA was set up; max replicas grow with
+//! it (8 per 100 ms). SOURCE is where the sidecars get the ages: `report` (default: each worker
+//! reports every delivery over UDP) or `tap` (each worker connects through its sidecar's AMQP tap
+//! and makes no report call). ONLY (a metric name, e.g. `wait_estimate_ms`) runs that dwell
+//! strategy and the queue-length baseline alone.
 
 use std::time::Duration;
 
@@ -188,6 +192,12 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(default))
     };
     let (seeds, processing_ms) = (arg(1, 1)?, arg(2, 100)?.max(1));
+    let tap = match std::env::args().nth(3).as_deref() {
+        None | Some("report") => false,
+        Some("tap") => true,
+        Some(other) => anyhow::bail!("SOURCE must be report or tap, not {other:?}"),
+    };
+    let only = std::env::args().nth(4);
     let processing = Duration::from_millis(processing_ms);
     let max_replicas = (8 * processing_ms).div_ceil(100) as i32;
     let url = broker::url();
@@ -198,9 +208,17 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
 
-    let strategies = strategies();
+    let strategies: Vec<Strategy> = strategies()
+        .into_iter()
+        .filter(|s| !s.dwell || only.as_ref().is_none_or(|m| *m == s.metric.metric))
+        .collect();
     let mut results: Vec<Vec<Outcome>> = vec![Vec::new(); strategies.len()];
-    println!("{processing_ms} ms per message, max {max_replicas} replicas\n");
+    let source = if tap {
+        "the AMQP tap (no report calls)"
+    } else {
+        "the report source"
+    };
+    println!("{processing_ms} ms per message, max {max_replicas} replicas, ages from {source}\n");
     println!(
         "| seed | scaling on | replica-seconds | seconds over 2 s wait | peak replicas | longest wait | lost |"
     );
@@ -208,9 +226,10 @@ async fn main() -> anyhow::Result<()> {
     for seed in 1..=seeds {
         for (s, out) in strategies.iter().zip(results.iter_mut()) {
             let queue = broker::unique_queue("compare");
-            let sidecar = s
-                .dwell
-                .then(|| SidecarConfig::binder(agg.grpc_addr, &queue, &url));
+            let sidecar = s.dwell.then(|| {
+                let c = SidecarConfig::binder(agg.grpc_addr, &queue, &url);
+                if tap { c.with_tap() } else { c }
+            });
             let fleet = FleetConfig::new("binder", &url, &queue, processing, sidecar);
             let spec = hpa(s.metric.clone(), max_replicas);
             let o = if s.dwell {

@@ -113,7 +113,13 @@ impl Fleet {
                 let mut c = template.clone();
                 c.pod = name.clone();
                 let s = Sidecar::start(&c).await?;
-                worker_config.report_udp = Some(s.report_udp);
+                match s.tap {
+                    // The tap reads every delivery off the worker's own connection.
+                    Some(tap) => {
+                        worker_config.amqp_url = crate::tap::via(&worker_config.amqp_url, tap)
+                    }
+                    None => worker_config.report_udp = Some(s.report_udp),
+                }
                 Some(s)
             }
             None => None,

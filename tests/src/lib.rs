@@ -44,6 +44,8 @@ pub mod kube;
 pub mod poll;
 pub mod process;
 pub mod publisher;
+pub mod rabbitmqctl;
 pub mod sidecar;
+pub mod tap;
 pub mod trace;
 pub mod worker;

@@ -1,6 +1,8 @@
 //! One `dwell-sidecar` process beside one test worker: started with its own pod identity, its
 //! report source on a free loopback UDP port (read back from its start-up log line), and the
-//! stats source on the test broker; stopped with SIGTERM so it says goodbye to the aggregator.
+//! stats source on the test broker; or, with `tap`, its AMQP tap on a free loopback port in front
+//! of the broker, for a worker that connects through it and reports nothing. Stopped with SIGTERM
+//! so it says goodbye to the aggregator.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +26,8 @@ pub struct SidecarConfig {
     pub amqp_url: Option<String>,
     /// Report interval.
     pub interval: Duration,
+    /// The AMQP tap on (in front of the broker of `amqp_url`): the worker connects through it.
+    pub tap: bool,
 }
 
 impl SidecarConfig {
@@ -38,7 +42,14 @@ impl SidecarConfig {
             labels: vec!["app=binder".into()],
             amqp_url: Some(amqp_url.into()),
             interval: Duration::from_millis(250),
+            tap: false,
         }
+    }
+
+    /// The same with the AMQP tap as the age source (the worker makes no report call).
+    pub fn with_tap(mut self) -> Self {
+        self.tap = true;
+        self
     }
 }
 
@@ -48,6 +59,14 @@ pub struct Sidecar {
     pub process: Process,
     /// Where the worker sends its delivery lines.
     pub report_udp: SocketAddr,
+    /// Where the worker connects instead of the broker, when the tap is on.
+    pub tap: Option<SocketAddr>,
+}
+
+/// The tap's address in the start-up line (`tap=Some(127.0.0.1:PORT)`), if it is on.
+pub fn tap_addr(line: &str) -> Option<SocketAddr> {
+    let at = line.find("tap=Some(")?;
+    addr_after(&line[at..], "tap=")
 }
 
 fn millis(d: Duration) -> String {
@@ -84,6 +103,12 @@ impl Sidecar {
         if let Some(url) = &config.amqp_url {
             args.extend(["--amqp-url".into(), url.clone()]);
             args.extend(["--stats-interval".into(), "1s".into()]);
+            if config.tap {
+                let upstream = format!("amqp://{}", crate::tap::host_port(url));
+                args.extend(["--tap-listen".into(), "127.0.0.1:0".into()]);
+                args.extend(["--tap-upstream".into(), upstream]);
+                args.extend(["--timestamp-header".into(), "timestamp_in_ms".into()]);
+            }
         }
         let mut process = Process::spawn(
             &config.pod,
@@ -92,18 +117,23 @@ impl Sidecar {
             &[("RUST_LOG", "info")],
         )
         .map_err(|e| e.to_string())?;
-        let report_udp = process
+        let (report_udp, tap) = process
             .wait_for(Duration::from_secs(30), |line| {
-                if line.contains("dwell-sidecar started") {
-                    addr_after(line, "report_udp")
-                } else {
-                    None
+                if !line.contains("dwell-sidecar started") {
+                    return None;
                 }
+                let tap = match config.tap {
+                    // `tap=None` must not pick up the next address on the line.
+                    true => Some(tap_addr(line)?),
+                    false => None,
+                };
+                Some((addr_after(line, "report_udp")?, tap))
             })
             .await?;
         Ok(Self {
             process,
             report_udp,
+            tap,
         })
     }
 

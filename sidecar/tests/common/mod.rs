@@ -233,12 +233,50 @@ pub fn settings(aggregator: SocketAddr, queue: &str, extra: &[&str]) -> Settings
     Settings::from_args(args).expect("test flags are valid")
 }
 
+/// Sidecar settings for tap tests: no --queue (the tap finds the queues), the tap on loopback
+/// port 0 in front of the test broker, a 200 ms interval, telemetry on port 0.
+pub fn tap_settings(aggregator: SocketAddr, extra: &[&str]) -> Settings {
+    let agg = format!("http://{aggregator}");
+    let url = amqp_url();
+    // The test broker's host:port, without credentials or vhost.
+    let host = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, h)| h)
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:5672")
+        .to_owned();
+    let upstream = format!("amqp://{host}");
+    let mut v = vec![
+        "dwell-sidecar",
+        "--aggregator",
+        &agg,
+        "--tap-listen",
+        "127.0.0.1:0",
+        "--tap-upstream",
+        &upstream,
+        "--interval",
+        "200ms",
+        "--telemetry-addr",
+        "127.0.0.1:0",
+        "--pod-name",
+        "binder-0",
+        "--pod-namespace",
+        "shop",
+    ];
+    v.extend_from_slice(extra);
+    let args = Args::try_parse_from(v).expect("test flags parse");
+    Settings::from_args(args).expect("test flags are valid")
+}
+
 /// A sidecar running in this process.
 pub struct Running {
-    /// UDP report address.
+    /// UDP report address (0.0.0.0:0 when off).
     pub udp: SocketAddr,
-    /// HTTP report address.
+    /// HTTP report address (0.0.0.0:0 when off).
     pub http: SocketAddr,
+    /// The AMQP tap's address, when on.
+    pub tap: Option<SocketAddr>,
     /// Telemetry address.
     pub telemetry: SocketAddr,
     /// Self-metrics.
@@ -251,8 +289,10 @@ impl Running {
     /// Binds and starts a sidecar.
     pub async fn start(sidecar: Sidecar) -> Running {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let udp = sidecar.report_udp_addr().unwrap();
-        let http = sidecar.report_http_addr().unwrap();
+        let off = SocketAddr::from(([0, 0, 0, 0], 0));
+        let udp = sidecar.report_udp_addr().unwrap_or(off);
+        let http = sidecar.report_http_addr().unwrap_or(off);
+        let tap = sidecar.tap_addr();
         let telemetry = sidecar.telemetry_addr().unwrap();
         let metrics = sidecar.metrics();
         let cancel = CancellationToken::new();
@@ -260,6 +300,7 @@ impl Running {
         Running {
             udp,
             http,
+            tap,
             telemetry,
             metrics,
             cancel,

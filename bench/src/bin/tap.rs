@@ -1,0 +1,406 @@
+//! `dwell-bench-tap`: the release `dwell-sidecar`'s AMQP tap against the same RabbitMQ reached
+//! directly, in the same run: publish + consume throughput (1 KiB and 64 KiB messages), the
+//! latency the tap adds per message (p50/p99 of publish → delivery, direct vs tapped), the
+//! sidecar's CPU per 10 000 msg/s forwarded, and its RSS with 100 idle app connections.
+//!
+//! Each path uses two connections (publisher, consumer) through that path; the consumer runs
+//! with no-ack and a prefetch of 1 000, the publisher without confirms (RabbitMQ's own flow
+//! control paces it), so the broker, not the client, is the limit, as in production. A third
+//! path, a minimal relay (`tokio::io::copy_bidirectional`, no parsing, run as a child process
+//! like the sidecar), separates what any extra hop costs from what the tap itself costs.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use dwell_bench::child::{Process, free_tcp_port, sibling_binary};
+use dwell_bench::procfs::{self, CpuMeter, mib};
+use dwell_bench::rabbit;
+use dwell_bench::stats::{median, percentile, ratio};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection};
+use tokio_stream::StreamExt;
+
+/// The tap against direct.
+#[derive(Debug, Parser)]
+#[command(name = "dwell-bench-tap")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The broker (its host:port is also the tap's upstream).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// Message sizes (bytes) for the throughput phase.
+    #[arg(long, value_delimiter = ',', default_value = "1024,65536")]
+    sizes: Vec<usize>,
+    /// Megabytes published per size and path (at least 2 000 messages).
+    #[arg(long, default_value_t = 64)]
+    megabytes: usize,
+    /// Messages per second of the latency and CPU phases.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Seconds of the latency and CPU phases.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Idle connections for the memory phase.
+    #[arg(long, default_value_t = 100)]
+    idle: usize,
+    /// Runs; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Internal: the baseline relay, 127.0.0.1:PORT → UPSTREAM (host:port).
+    Relay {
+        /// The port.
+        port: u16,
+        /// The broker's host:port.
+        upstream: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Direct,
+    Tap,
+    Relay,
+}
+
+/// The baseline relay: every connection copied both ways, nothing else (TCP_NODELAY both sides).
+fn relay(port: u16, upstream: String) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("relay listening on {}", listener.local_addr()?);
+        loop {
+            let (mut app, _) = listener.accept().await?;
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut broker) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = (app.set_nodelay(true), broker.set_nodelay(true));
+                let _ = tokio::io::copy_bidirectional(&mut app, &mut broker).await;
+            });
+        }
+    })
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    /// (size, direct msg/s, tap msg/s, relay msg/s, sidecar cores, relay cores) of flat-out
+    /// publish + consume.
+    throughput: Vec<(usize, f64, f64, f64, f64, f64)>,
+    /// (direct p50, p99, tap p50, p99) in ms.
+    latency: (f64, f64, f64, f64),
+    /// Sidecar cores while forwarding `rate` msg/s, and the rate reached.
+    cpu: (f64, f64),
+    /// Sidecar RSS idle, and with the idle connections open (bytes).
+    rss: (u64, u64),
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    rest.split('/').next().unwrap_or("").to_owned()
+}
+
+fn url_for(args: &Args, path: Path, ports: (u16, u16)) -> String {
+    let port = match path {
+        Path::Direct => return args.amqp_url.clone(),
+        Path::Tap => ports.0,
+        Path::Relay => ports.1,
+    };
+    args.amqp_url
+        .replacen(&host_port(&args.amqp_url), &format!("127.0.0.1:{port}"), 1)
+}
+
+/// The body: 8 bytes of microseconds since `epoch` (for latency), padded to `size`.
+fn body(size: usize, epoch: Instant) -> Vec<u8> {
+    let mut b = vec![0x5a; size.max(8)];
+    let us = epoch.elapsed().as_micros() as u64;
+    b[..8].copy_from_slice(&us.to_be_bytes());
+    b
+}
+
+/// Publishes `count` messages of `size` bytes (at `rate`/s when given, else flat out) and
+/// consumes them on a second connection. Returns (seconds from first publish to last delivery,
+/// per-message latencies in ms).
+async fn publish_consume(
+    url: &str,
+    queue: &str,
+    size: usize,
+    count: u64,
+    rate: Option<u64>,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let (pconn, cconn) = (rabbit::connect(url).await?, rabbit::connect(url).await?);
+    let pch = pconn.create_channel().await?;
+    rabbit::declare(&pch, queue).await?;
+    let cch = cconn.create_channel().await?;
+    cch.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut deliveries = cch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let epoch = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    let consumer = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(count as usize);
+            while received.load(Ordering::Relaxed) < count {
+                match tokio::time::timeout(Duration::from_secs(30), deliveries.next()).await {
+                    Ok(Some(Ok(d))) => {
+                        let mut us = [0u8; 8];
+                        us.copy_from_slice(&d.data[..8]);
+                        let sent = u64::from_be_bytes(us) as f64;
+                        lat.push((epoch.elapsed().as_micros() as f64 - sent) / 1000.0);
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+            (epoch.elapsed(), lat)
+        })
+    };
+    let start = Instant::now();
+    for n in 0..count {
+        if let Some(rate) = rate {
+            let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        pch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &body(size, epoch),
+            BasicProperties::default().with_timestamp(0),
+        )
+        .await?;
+    }
+    let (end, lat) = consumer.await?;
+    anyhow::ensure!(
+        lat.len() as u64 == count,
+        "consumed {} of {count} messages",
+        lat.len()
+    );
+    let secs = end
+        .saturating_sub(start.duration_since(epoch))
+        .as_secs_f64();
+    rabbit::delete(&pch, queue).await;
+    let _ = pconn.close(200, "bench done".into()).await;
+    let _ = cconn.close(200, "bench done".into()).await;
+    Ok((secs, lat))
+}
+
+async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
+    let tap_port = free_tcp_port()?;
+    let sidecar_args: Vec<String> = [
+        "--aggregator",
+        "http://127.0.0.1:9",
+        "--tap-listen",
+        &format!("127.0.0.1:{tap_port}"),
+        "--tap-upstream",
+        &format!("amqp://{}", host_port(&args.amqp_url)),
+        "--telemetry-addr",
+        "off",
+        "--pod-name",
+        "bench-0",
+        "--pod-namespace",
+        "bench",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let sidecar = Process::spawn("sidecar", &sibling_binary("dwell-sidecar")?, &sidecar_args)?;
+    sidecar
+        .wait_for("dwell-sidecar started", Duration::from_secs(20))
+        .await?;
+    let pid = sidecar.pid()?;
+    let relay_port = free_tcp_port()?;
+    let relay_args = vec![
+        "relay".to_owned(),
+        relay_port.to_string(),
+        host_port(&args.amqp_url),
+    ];
+    let relay = Process::spawn("relay", &sibling_binary("dwell-bench-tap")?, &relay_args)?;
+    relay
+        .wait_for("relay listening on", Duration::from_secs(10))
+        .await?;
+    let relay_pid = relay.pid()?;
+    let ports = (tap_port, relay_port);
+    let queue = |what: &str| format!("dwell-bench-tap.{what}.{}.{n}", std::process::id());
+    let mut run = Run::default();
+    // Alternate which path goes first, so neither always meets a warmer broker.
+    let order = if n.is_multiple_of(2) {
+        [Path::Direct, Path::Tap, Path::Relay]
+    } else {
+        [Path::Relay, Path::Tap, Path::Direct]
+    };
+    for &size in &args.sizes {
+        let count = (args.megabytes * 1024 * 1024 / size).max(2_000) as u64;
+        let (mut rates, mut cores) = ([0.0; 3], [0.0; 3]);
+        for path in order {
+            let url = url_for(args, path, ports);
+            let meter = CpuMeter::start(if path == Path::Relay { relay_pid } else { pid });
+            let (secs, _) = publish_consume(&url, &queue("tp"), size, count, None).await?;
+            rates[path as usize] = count as f64 / secs;
+            cores[path as usize] = meter.cores();
+        }
+        eprintln!(
+            "run {n}: {size} B: direct {:.0} msg/s, tap {:.0} msg/s ({:.0} % CPU), relay {:.0} msg/s ({:.0} % CPU)",
+            rates[0],
+            rates[1],
+            cores[1] * 100.0,
+            rates[2],
+            cores[2] * 100.0
+        );
+        run.throughput
+            .push((size, rates[0], rates[1], rates[2], cores[1], cores[2]));
+    }
+    let count = args.rate * args.seconds;
+    let mut lat = [(0.0, 0.0); 2];
+    let latency_order = if n.is_multiple_of(2) {
+        [Path::Direct, Path::Tap]
+    } else {
+        [Path::Tap, Path::Direct]
+    };
+    for path in latency_order {
+        let url = url_for(args, path, ports);
+        let meter = CpuMeter::start(pid);
+        let (secs, l) = publish_consume(&url, &queue("lat"), 1024, count, Some(args.rate)).await?;
+        if path == Path::Tap {
+            run.cpu = (meter.cores(), count as f64 / secs);
+        }
+        lat[(path == Path::Tap) as usize] = (percentile(&l, 50.0), percentile(&l, 99.0));
+    }
+    run.latency = (lat[0].0, lat[0].1, lat[1].0, lat[1].1);
+    eprintln!(
+        "run {n}: latency direct p50 {:.2} ms p99 {:.2} ms, tap p50 {:.2} ms p99 {:.2} ms; sidecar {:.1} % CPU at {:.0} msg/s",
+        lat[0].0,
+        lat[0].1,
+        lat[1].0,
+        lat[1].1,
+        run.cpu.0 * 100.0,
+        run.cpu.1
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = procfs::memory(pid).unwrap_or_default().rss;
+    let url = url_for(args, Path::Tap, ports);
+    let mut idle: Vec<Connection> = Vec::new();
+    for _ in 0..args.idle {
+        idle.push(rabbit::connect(&url).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy_rss = procfs::memory(pid).unwrap_or_default().rss;
+    run.rss = (idle_rss, busy_rss);
+    eprintln!(
+        "run {n}: RSS {} idle, {} with {} idle connections",
+        mib(idle_rss),
+        mib(busy_rss),
+        args.idle
+    );
+    for c in idle {
+        let _ = c.close(200, "bench done".into()).await;
+    }
+    sidecar.stop().await;
+    relay.stop().await;
+    Ok(run)
+}
+
+fn main() -> anyhow::Result<()> {
+    dwell_bench::install_crypto();
+    let args = Args::parse();
+    if let Some(Command::Relay { port, upstream }) = args.command {
+        return relay(port, upstream);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(measure(args))
+}
+
+async fn measure(args: Args) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for n in 0..args.runs {
+        runs.push(one_run(&args, n).await?);
+    }
+    let med = |f: &dyn Fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "\n{} — `dwell-bench-tap --runs {} --megabytes {} --rate {} --seconds {} --idle {}`, median of {} runs\n",
+        dwell_bench::machine_line(),
+        args.runs,
+        args.megabytes,
+        args.rate,
+        args.seconds,
+        args.idle,
+        args.runs
+    );
+    println!(
+        "| message size | direct msg/s (baseline) | through the tap msg/s | tap / direct (each run) | tap CPU | minimal relay msg/s | relay / direct | relay CPU | tap / relay |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (i, size) in args.sizes.iter().enumerate() {
+        let d = med(&|r| r.throughput[i].1);
+        let t = med(&|r| r.throughput[i].2);
+        let rl = med(&|r| r.throughput[i].3);
+        let (tc, rc) = (med(&|r| r.throughput[i].4), med(&|r| r.throughput[i].5));
+        // The ratio of medians, and each run's own ratio (same broker moment) in brackets.
+        let per_run: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.2}", r.throughput[i].2 / r.throughput[i].1))
+            .collect();
+        println!(
+            "| {} KiB | {d:.0} | {t:.0} | {} ({}) | {:.0} % | {rl:.0} | {} | {:.0} % | {} |",
+            size / 1024,
+            ratio(t, d),
+            per_run.join(", "),
+            tc * 100.0,
+            ratio(rl, d),
+            rc * 100.0,
+            ratio(t, rl)
+        );
+    }
+    let (dp50, dp99) = (med(&|r| r.latency.0), med(&|r| r.latency.1));
+    let (tp50, tp99) = (med(&|r| r.latency.2), med(&|r| r.latency.3));
+    println!(
+        "\n| publish → delivery, 1 KiB at {} msg/s | p50 | p99 |",
+        args.rate
+    );
+    println!("|---|---|---|");
+    println!("| direct (baseline) | {dp50:.2} ms | {dp99:.2} ms |");
+    println!("| through the tap | {tp50:.2} ms | {tp99:.2} ms |");
+    println!(
+        "| added by the tap | {:.2} ms | {:.2} ms |",
+        tp50 - dp50,
+        tp99 - dp99
+    );
+    let (cores, reached) = (med(&|r| r.cpu.0), med(&|r| r.cpu.1));
+    println!(
+        "\nSidecar CPU while forwarding {reached:.0} msg/s (1 KiB, publisher and consumer both through the tap): {:.1} % of one core = {:.1} % per 10 000 msg/s.",
+        cores * 100.0,
+        cores * 100.0 * 10_000.0 / reached.max(1.0)
+    );
+    let (idle, busy) = (med(&|r| r.rss.0 as f64), med(&|r| r.rss.1 as f64));
+    println!(
+        "Sidecar RSS: {} idle (after the load), {} with {} idle app connections open: {:.1} KiB per connection.",
+        mib(idle as u64),
+        mib(busy as u64),
+        args.idle,
+        (busy - idle) / 1024.0 / args.idle as f64
+    );
+    Ok(())
+}

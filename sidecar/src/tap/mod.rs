@@ -1,0 +1,286 @@
+//! The AMQP tap: the consumer app connects to the sidecar instead of the broker, and every app
+//! connection gets its own upstream connection ([`upstream`]). Bytes are forwarded unchanged and
+//! first, in both directions; a copy is then read on the side ([`frame`] → [`method`] →
+//! [`state`]), so each delivery's timestamp reaches its queue's ages with no change to the app.
+//!
+//! Invisible by construction: the tap never writes a byte of its own into either stream, so
+//! Start/Tune negotiation, heartbeats, frame_max, channel_max, flow control and
+//! `connection.blocked` are exactly what app and broker say to each other. Each direction is one
+//! read → write → parse loop with one fixed buffer: while a write to one side is pending, the
+//! other side is not read, so TCP back-pressure reaches the sender. When either side closes or
+//! fails, the other is closed at once. Any parse error switches parsing off for that connection
+//! only (counted by reason, logged once); forwarding goes on.
+//!
+//! Memory per idle connection: two [`BUFFER`]-byte buffers, two sockets and the channel map
+//! (a few hundred bytes per channel with consumers), about 40 KiB in all; a connection moving
+//! bulk data holds up to two [`MAX_BUFFER`]s while it does.
+
+pub mod frame;
+pub mod method;
+pub mod state;
+pub mod upstream;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dwell_runtime::accept::{Conn, Listener};
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::queues::Queues;
+use crate::telemetry::{ConnectionLabels, DirectionLabel, Metrics};
+use frame::FrameReader;
+use state::{Direction, HeaderRule, ParseOff, Tracker};
+use upstream::Upstream;
+
+/// Bytes read (and written) per step in each direction, to start with and when idle.
+pub const BUFFER: usize = 16 * 1024;
+/// The buffer grows (×4 per full read) up to this while reads keep filling it (bulk bodies:
+/// fewer system calls per byte), and returns to [`BUFFER`] after [`SHRINK_AFTER`] short reads.
+pub const MAX_BUFFER: usize = 256 * 1024;
+/// Consecutive reads shorter than [`BUFFER`] after which a grown buffer is released.
+const SHRINK_AFTER: u32 = 16;
+/// Default limit on app connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How the tap runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The real broker.
+    pub upstream: Upstream,
+    /// The header read before the timestamp property, if any.
+    pub header: Option<HeaderRule>,
+    /// After shutdown, how long open connections keep forwarding (the app may still be
+    /// acknowledging its last messages) before they are closed.
+    pub drain: Duration,
+}
+
+/// The tap: its configuration and where its observations go.
+pub struct Tap {
+    /// How it runs.
+    pub config: Config,
+    /// Where deliveries are recorded.
+    pub queues: Arc<Queues>,
+    /// Self-metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Tap {
+    /// Accepts app connections on `listener` (spawning one task each on `tasks`) until
+    /// `shutdown`; then open connections get the drain period before they are closed.
+    pub async fn serve(self, listener: Listener, tasks: TaskTracker, shutdown: CancellationToken) {
+        let tap = Arc::new(self);
+        let close_all = CancellationToken::new();
+        let mut id = 0u64;
+        while let Some(conn) = listener.accept(&shutdown).await {
+            id += 1;
+            tasks.spawn(tap.clone().connection(id, conn, close_all.clone()));
+        }
+        let drain_until = tokio::time::Instant::now() + tap.config.drain;
+        while listener.open_connections() > 0 && tokio::time::Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if listener.open_connections() > 0 {
+            tracing::info!(
+                open = listener.open_connections(),
+                "closing the remaining tap connections"
+            );
+        }
+        close_all.cancel();
+    }
+
+    async fn connection(self: Arc<Self>, id: u64, app: Conn<TcpStream>, close: CancellationToken) {
+        let m = &self.metrics;
+        m.tap_connections.inc();
+        m.tap_connections_open.inc();
+        let peer = app.peer();
+        let upstream = match self.config.upstream.connect().await {
+            Ok(s) => s,
+            Err(error) => {
+                m.tap_upstream_failures.inc();
+                m.tap_connections_open.dec();
+                tracing::warn!(conn = id, %peer, upstream = %self.config.upstream, %error,
+                    "tap cannot reach the broker; closing the app connection");
+                return;
+            }
+        };
+        tracing::debug!(conn = id, %peer, upstream = %self.config.upstream, "tap connection open");
+        let counters = Counters::new(m, id);
+        let parser = Mutex::new(Parser {
+            id,
+            tracker: Tracker::new(self.queues.clone(), self.config.header.clone()),
+            client: FrameReader::client(),
+            server: FrameReader::server(),
+            off: None,
+            metrics: m.clone(),
+            deliveries: counters.deliveries.clone(),
+        });
+        let (app_read, app_write) = tokio::io::split(app);
+        let (broker_read, broker_write) = tokio::io::split(upstream);
+        let to_broker = pump(
+            app_read,
+            broker_write,
+            Direction::ToBroker,
+            &parser,
+            &counters,
+        );
+        let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
+        let ended = tokio::select! {
+            r = to_broker => ("app", r),
+            r = to_app => ("broker", r),
+            () = close.cancelled() => ("sidecar shutdown", Ok(())),
+        };
+        // Both sockets are dropped here: the side still open is closed at once.
+        let p = parser.into_inner().unwrap_or_else(|e| e.into_inner());
+        tracing::debug!(conn = id, %peer, closed_by = ended.0, error = ended.1.err().map(|e| e.to_string()),
+            to_broker = counters.to_broker.get(), to_app = counters.to_app.get(),
+            deliveries = counters.deliveries.get(), parse_off = p.off.map(|e| e.reason()),
+            "tap connection closed");
+        counters.forget(m, id);
+        m.tap_connections_open.dec();
+    }
+}
+
+/// The per-connection counters (a series per open connection, removed when it closes).
+struct Counters {
+    to_broker: Counter,
+    to_app: Counter,
+    deliveries: Counter,
+    total_to_broker: Counter,
+    total_to_app: Counter,
+}
+
+impl Counters {
+    const KINDS: [&'static str; 3] = ["to_broker", "to_app", "deliveries"];
+
+    fn new(m: &Metrics, conn: u64) -> Self {
+        let of = |kind| {
+            m.tap_connection
+                .get_or_create(&ConnectionLabels { conn, kind })
+                .clone()
+        };
+        let total = |direction| {
+            m.tap_bytes
+                .get_or_create(&DirectionLabel { direction })
+                .clone()
+        };
+        Self {
+            to_broker: of("to_broker"),
+            to_app: of("to_app"),
+            deliveries: of("deliveries"),
+            total_to_broker: total("to_broker"),
+            total_to_app: total("to_app"),
+        }
+    }
+
+    fn forget(&self, m: &Metrics, conn: u64) {
+        for kind in Self::KINDS {
+            m.tap_connection.remove(&ConnectionLabels { conn, kind });
+        }
+    }
+
+    fn forwarded(&self, direction: Direction, n: usize) {
+        let (one, all) = match direction {
+            Direction::ToBroker => (&self.to_broker, &self.total_to_broker),
+            Direction::ToApp => (&self.to_app, &self.total_to_app),
+        };
+        one.inc_by(n as u64);
+        all.inc_by(n as u64);
+    }
+}
+
+/// The side-channel reader of one connection: both directions' framing and the shared state.
+struct Parser {
+    id: u64,
+    tracker: Tracker,
+    client: FrameReader,
+    server: FrameReader,
+    /// Why parsing is off, once it is.
+    off: Option<ParseOff>,
+    metrics: Arc<Metrics>,
+    deliveries: Counter,
+}
+
+impl Parser {
+    /// Reads a copy of bytes already forwarded `direction`.
+    fn feed(&mut self, direction: Direction, bytes: &[u8]) {
+        if self.off.is_some() {
+            return;
+        }
+        let reader = match direction {
+            Direction::ToBroker => &mut self.client,
+            Direction::ToApp => &mut self.server,
+        };
+        let tracker = &mut self.tracker;
+        let result = reader.feed(bytes, |f| tracker.frame(direction, f));
+        if let Some(frame_max) = self.tracker.frame_max.take() {
+            // Tune-ok is sent once: from now on no frame may be larger, in either direction.
+            self.client.set_frame_max(frame_max);
+            self.server.set_frame_max(frame_max);
+        }
+        let seen = std::mem::take(&mut self.tracker.seen);
+        self.deliveries.inc_by(seen.deliveries);
+        self.metrics
+            .tap_unknown_consumer
+            .inc_by(seen.unknown_consumer);
+        self.metrics.tap_blocked.inc_by(seen.blocked);
+        if let Err(e) = result {
+            Metrics::inc(&self.metrics.tap_parse_off, e.reason());
+            tracing::warn!(conn = self.id, direction = direction.label(), reason = e.reason(), error = %e,
+                "tap stops reading this connection (forwarding goes on)");
+            self.off = Some(e);
+            // Nothing more is read: free what was followed.
+            self.tracker.forget();
+            self.client.stop();
+            self.server.stop();
+        }
+    }
+}
+
+/// Forwards `from` → `to` until `from` ends (then `to` is shut down) or either fails; each
+/// chunk is written (and flushed) before it is parsed and before the next read.
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    direction: Direction,
+    parser: &Mutex<Parser>,
+    counters: &Counters,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    let mut short_reads = 0u32;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+        counters.forwarded(direction, n);
+        // Never held across an await: the two directions share one task, so it is uncontended.
+        parser
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .feed(direction, &buf[..n]);
+        if n == buf.len() && buf.len() < MAX_BUFFER {
+            buf = vec![0u8; (buf.len() * 4).min(MAX_BUFFER)];
+            short_reads = 0;
+        } else if buf.len() > BUFFER && n < BUFFER {
+            short_reads += 1;
+            if short_reads >= SHRINK_AFTER {
+                buf = vec![0u8; BUFFER];
+                short_reads = 0;
+            }
+        } else {
+            short_reads = 0;
+        }
+    }
+}
