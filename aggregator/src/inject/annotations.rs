@@ -170,15 +170,17 @@ fn queue(value: &str) -> Result<String, InjectError> {
 }
 
 fn aggregator(value: &str) -> Result<String, InjectError> {
+    aggregator_url(value).map_err(|reason| bad(AGGREGATOR, reason))
+}
+
+/// Checks an aggregator URL (the annotation's and the injector's `--inject-aggregator`).
+pub fn aggregator_url(value: &str) -> Result<String, &'static str> {
     let rest = value
         .strip_prefix("http://")
         .or_else(|| value.strip_prefix("https://"))
-        .ok_or_else(|| bad(AGGREGATOR, "must be http://host:port or https://host:port"))?;
-    if rest.is_empty() || rest.contains(['@', ' ']) {
-        return Err(bad(
-            AGGREGATOR,
-            "must be http://host:port or https://host:port",
-        ));
+        .unwrap_or("");
+    if rest.is_empty() || rest.contains(['@', ' ', '/']) {
+        return Err("must be http://host:port or https://host:port");
     }
     Ok(value.to_owned())
 }
@@ -189,8 +191,13 @@ fn interval(value: &str) -> Result<String, InjectError> {
 }
 
 fn image(value: &str) -> Result<String, InjectError> {
+    image_ref(value).map_err(|reason| bad(IMAGE, reason))
+}
+
+/// Checks an image reference (the annotation's and the injector's `--inject-image`).
+pub fn image_ref(value: &str) -> Result<String, &'static str> {
     if value.is_empty() || value.len() > 1024 || value.contains(char::is_whitespace) {
-        return Err(bad(IMAGE, "must be an image reference without spaces"));
+        return Err("must be an image reference without spaces");
     }
     Ok(value.to_owned())
 }

@@ -14,6 +14,7 @@
 
 pub mod amqp_url;
 pub mod annotations;
+pub mod command;
 pub mod node;
 pub mod patch;
 pub mod pod;

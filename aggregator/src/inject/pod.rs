@@ -120,14 +120,14 @@ pub fn inject(
         ));
     }
     prepend(
-        spec.entry("volumes", || Node::Seq(Vec::new())),
-        volumes,
-        "spec.volumes",
-    )?;
-    prepend(
         spec.entry("initContainers", || Node::Seq(Vec::new())),
         vec![sidecar.container()?],
         "spec.initContainers",
+    )?;
+    prepend(
+        spec.entry("volumes", || Node::Seq(Vec::new())),
+        volumes,
+        "spec.volumes",
     )?;
     Ok(Outcome::Injected(out))
 }
