@@ -69,10 +69,20 @@ pub fn inject_stream(
     }
 }
 
-fn record(report: &mut Report, document: usize, outcome: &ObjectOutcome) {
+/// Injects one parsed document, recording its templates; the new document if it changed.
+fn inject_document(
+    parsed: &Node,
+    document: usize,
+    settings: &InjectSettings,
+    selection: Selection,
+    report: &mut Report,
+) -> Result<Option<Node>, StreamError> {
+    let outcome: ObjectOutcome = workload::inject_object(parsed, settings, selection)
+        .map_err(|source| StreamError::Inject { document, source })?;
     for (object, result) in &outcome.templates {
         report.templates.push((document, object.clone(), *result));
     }
+    Ok(outcome.changed)
 }
 
 fn inject_yaml(
@@ -89,10 +99,7 @@ fn inject_yaml(
             document,
             reason: e.to_string(),
         })?;
-        let outcome = workload::inject_object(&parsed, settings, selection)
-            .map_err(|source| StreamError::Inject { document, source })?;
-        record(&mut report, document, &outcome);
-        match outcome.changed {
+        match inject_document(&parsed, document, settings, selection, &mut report)? {
             None => out.push_str(body),
             Some(changed) => {
                 out.push_str(leading_comments(body));
@@ -174,10 +181,7 @@ fn inject_json(
             reason: e.to_string(),
         })?;
         let end = values.byte_offset();
-        let outcome = workload::inject_object(&parsed, settings, selection)
-            .map_err(|source| StreamError::Inject { document, source })?;
-        record(&mut report, document, &outcome);
-        match outcome.changed {
+        match inject_document(&parsed, document, settings, selection, &mut report)? {
             None => out.push_str(&input[start..end]),
             Some(changed) => {
                 // Keep the whitespace before the value; write the value itself anew.
