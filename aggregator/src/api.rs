@@ -1,5 +1,6 @@
 //! The HTTPS metrics API as an axum `Router`: custom metrics (v1beta1, v1beta2), external
-//! metrics (v1beta1), discovery (legacy and aggregated), OpenAPI, health and `/metrics`.
+//! metrics (v1beta1), discovery (legacy and aggregated), OpenAPI, health and `/metrics`; and the
+//! sidecar injection webhook (`POST /mutate/pods`, [`mutate`]).
 //!
 //! Paths under `/apis` are parsed from the raw URI by [`path`] (so `%2A` and `deployments.apps`
 //! work); every error is a Kubernetes `Status`; every request is counted under a bounded route
@@ -12,12 +13,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 mod aggregated;
 pub mod auth;
 mod discovery;
 mod metrics;
+pub mod mutate;
 mod openapi;
 pub mod path;
 mod status;
@@ -38,6 +40,7 @@ pub struct ApiState {
     telemetry: Arc<Telemetry>,
     openapi_v2: Arc<Vec<u8>>,
     auth: Option<Arc<auth::Authenticator>>,
+    webhook: Arc<mutate::Webhook>,
 }
 
 impl ApiState {
@@ -45,11 +48,18 @@ impl ApiState {
     pub fn new(provider: Arc<dyn MetricsProvider>, telemetry: Arc<Telemetry>) -> Self {
         let openapi_v2 = serde_json::to_vec(&openapi::v2()).unwrap_or_default();
         Self {
+            webhook: Arc::new(mutate::Webhook::new(&telemetry)),
             provider,
             telemetry,
             openapi_v2: Arc::new(openapi_v2),
             auth: None,
         }
+    }
+
+    /// The injection webhook injects with `settings` (default: `InjectSettings::default()`).
+    pub fn with_inject(mut self, settings: crate::inject::InjectSettings) -> Self {
+        self.webhook = Arc::new(self.webhook.with_settings(settings));
+        self
     }
 
     /// Requires every caller but the health probes to authenticate through `auth`.
@@ -85,6 +95,11 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        // After the auth layer, so outside it: kube-apiserver calls webhooks without a certificate.
+        .route(
+            "/mutate/pods",
+            post(mutate::mutate).with_state(state.webhook.clone()),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

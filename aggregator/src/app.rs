@@ -3,6 +3,8 @@
 //! with one cancellation path. Every part below it takes a typed config, a listener and the
 //! shutdown token, so tests can bind port 0 and inject a clock.
 //!
+//! [`inject`] runs the `inject` subcommand instead (no listener, no task).
+//!
 //! Tasks started here: the HTTPS metrics API (and its certificate reloader), the gRPC server
 //! (and its certificate reloader), the window sweeper, the rules watcher (with `--config`), and
 //! the queue watch of the rules file (`watch:`; one task per broker connection and per watched
@@ -21,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::auth::{AuthSettings, Authenticator};
-use crate::cli::Args;
+use crate::cli::{Args, InjectArgs, InjectDefaults};
 use crate::engine::Engine;
 use crate::ingest::{IngestMetrics, IngestService, Limits};
+use crate::inject::{InjectSettings, Selection};
 use crate::inspect::InspectService;
 use crate::policy::RuleSet;
 use crate::telemetry::Telemetry;
@@ -80,6 +83,8 @@ pub struct Settings {
     pub rules: RulesSettings,
     /// How often the window is swept.
     pub sweep_interval: Duration,
+    /// What the injection webhook injects.
+    pub inject: InjectSettings,
 }
 
 impl Settings {
@@ -108,6 +113,7 @@ impl Settings {
             requestheader_client_ca,
             requestheader_allowed_names,
             client_ca,
+            inject,
         } = args;
         let grpc_tls = grpc_tls_cert.zip(grpc_tls_key).map(|files| TlsSettings {
             files: Some(files),
@@ -151,8 +157,36 @@ impl Settings {
                 poll_interval: config_poll_interval,
             },
             sweep_interval,
+            inject: inject_settings(inject),
         }
     }
+}
+
+/// The injector's settings from its flags (the ingest-token hook stays off: no flag yet).
+fn inject_settings(defaults: InjectDefaults) -> InjectSettings {
+    InjectSettings {
+        image: defaults.inject_image,
+        aggregator: defaults.inject_aggregator,
+        ingest_token: None,
+    }
+}
+
+/// `dwell-aggregator inject`: the files (or stdin) injected, to stdout; a report to stderr.
+pub fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    let selection = if args.all {
+        Selection::All
+    } else {
+        Selection::Annotated
+    };
+    crate::inject::command::run(
+        &inject_settings(args.defaults),
+        selection,
+        &args.files,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        std::io::stderr(),
+    )?;
+    Ok(())
 }
 
 /// Parses nothing, binds both listeners, and serves until `shutdown`: what `main` runs.
@@ -258,7 +292,8 @@ impl App {
         }
         let router = crate::api::router(
             crate::api::ApiState::new(engine.clone(), telemetry.clone())
-                .with_authenticator(authenticator),
+                .with_authenticator(authenticator)
+                .with_inject(settings.inject),
         );
         let listener = Listener::new(metrics, "metrics API", settings.metrics.max_connections);
         tracing::info!(

@@ -12,7 +12,65 @@ use dwell_runtime::logging::LogFormat;
 ///
 /// Ingests sidecar reports over gRPC, keeps a sliding window per source, applies the configured
 /// scaling rules and answers the custom.metrics.k8s.io (v1beta1, v1beta2) and
-/// external.metrics.k8s.io (v1beta1) APIs over HTTPS.
+/// external.metrics.k8s.io (v1beta1) APIs over HTTPS, plus the sidecar injection webhook
+/// (POST /mutate/pods). Without a subcommand it runs the server; `inject` rewrites manifests.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "dwell-aggregator", version, about, long_about)]
+pub struct Cli {
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server's flags (used when no subcommand is given).
+    #[command(flatten)]
+    pub server: Args,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Injects dwell-sidecar into Kubernetes YAML or JSON (files or stdin → stdout; Helm's
+    /// post-renderer too).
+    ///
+    /// Reads Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods, Lists and
+    /// multi-document streams, and injects the workloads whose pod template is annotated
+    /// `dwell.io/inject: enabled` (or all, with --all); everything else is copied unchanged.
+    /// Works as Helm's post-renderer (`--post-renderer dwell-aggregator --post-renderer-args
+    /// inject`). Exits non-zero, writing nothing to stdout, when a workload cannot be injected.
+    Inject(InjectArgs),
+}
+
+/// The flags of `inject`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InjectArgs {
+    /// Files to read, in order ("-" or none: stdin).
+    pub files: Vec<PathBuf>,
+
+    /// Inject every workload not annotated `dwell.io/inject: disabled`.
+    #[arg(long)]
+    pub all: bool,
+
+    /// The injected sidecar's defaults.
+    #[command(flatten)]
+    pub defaults: InjectDefaults,
+}
+
+/// The injected sidecar's defaults, for `inject` and for the webhook (a pod's `dwell.io/image`
+/// and `dwell.io/aggregator` annotations win).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InjectDefaults {
+    /// Image of the injected dwell-sidecar (e.g. a mirror of it).
+    #[arg(long, env = "DWELL_INJECT_IMAGE", default_value = crate::inject::DEFAULT_IMAGE,
+          value_parser = crate::inject::annotations::image_ref)]
+    pub inject_image: String,
+
+    /// gRPC URL of the aggregator the injected sidecars stream to (the headless Service).
+    #[arg(long, env = "DWELL_INJECT_AGGREGATOR", default_value = crate::inject::DEFAULT_AGGREGATOR,
+          value_parser = crate::inject::annotations::aggregator_url)]
+    pub inject_aggregator: String,
+}
+
+/// The server's flags.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "dwell-aggregator", version, about, long_about)]
 pub struct Args {
@@ -118,6 +176,10 @@ pub struct Args {
     /// groups = O), e.g. the `client-ca-file` key of extension-apiserver-authentication.
     #[arg(long, env = "DWELL_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+
+    /// What the injection webhook (POST /mutate/pods) injects.
+    #[command(flatten)]
+    pub inject: InjectDefaults,
 }
 
 #[cfg(test)]
@@ -174,6 +236,38 @@ mod tests {
             );
             let config = crate::config::parse(&format!("stale_after: \"{bad}\"\n"));
             assert!(config.is_err(), "{bad}");
+        }
+    }
+
+    /// Without a subcommand the server's flags read exactly as before; `inject` has its own.
+    #[test]
+    fn the_server_is_the_default_and_inject_a_subcommand() {
+        let cli = Cli::try_parse_from(["dwell-aggregator", "--grpc-addr", "127.0.0.1:1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.server.grpc_addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(cli.server.inject.inject_image, crate::inject::DEFAULT_IMAGE);
+        let cli = Cli::try_parse_from([
+            "dwell-aggregator",
+            "inject",
+            "--all",
+            "--inject-image",
+            "mirror.local/dwell-sidecar:1",
+            "a.yaml",
+            "-",
+        ])
+        .unwrap();
+        let Some(Command::Inject(args)) = cli.command else {
+            panic!("no inject subcommand");
+        };
+        assert!(args.all);
+        assert_eq!(args.files, [PathBuf::from("a.yaml"), PathBuf::from("-")]);
+        assert_eq!(args.defaults.inject_image, "mirror.local/dwell-sidecar:1");
+        for bad in [
+            ["inject", "--inject-aggregator", "dwell:50051"],
+            ["inject", "--inject-image", "a b"],
+        ] {
+            let argv = std::iter::once("dwell-aggregator").chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod ingest;
+pub mod inject;
 pub mod inspect;
 pub mod kinds;
 pub mod policy;
