@@ -179,6 +179,7 @@ class WebhookManifestTest(unittest.TestCase):
     check_cert_manager = test_apiservice.APIServiceTest.check_cert_manager
     tls_secret = test_apiservice.APIServiceTest.tls_secret
     mounted_secrets = staticmethod(test_apiservice.APIServiceTest.mounted_secrets)
+    serving_secrets = staticmethod(test_apiservice.APIServiceTest.serving_secrets)
 
     def configurations(self):
         out = []
