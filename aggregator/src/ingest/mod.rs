@@ -65,7 +65,7 @@ impl IngestService {
     }
 
     /// Handles one report: validate, dedup, take (or forget on goodbye), answer.
-    fn handle(&self, report: Report, peer: &str) -> Result<Ack, Status> {
+    fn handle(&self, report: Report, peer: &Arc<str>) -> Result<Ack, Status> {
         let seq = report.seq;
         let now = self.clock.now_ms();
         match validate(report, peer, now, &self.limits) {
@@ -114,10 +114,9 @@ impl IngestService {
     }
 }
 
-fn peer_of<T>(req: &Request<T>) -> String {
+fn peer_of<T>(req: &Request<T>) -> Arc<str> {
     req.remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map_or_else(|| "unknown".into(), |a| a.to_string().into())
 }
 
 #[tonic::async_trait]

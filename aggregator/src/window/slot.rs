@@ -1,8 +1,9 @@
 //! One time slot's ages at rest, in the window's own form: a summary's scalars as a plain struct
 //! and its buckets packed ([`PackedBuckets`]). A report's summary merges into a slot in place,
-//! with the same rules as [`AgeSummary::merge`] but without a trip through the wire form, and a
-//! read adds the slot to a [`DenseAccumulator`] without unpacking it.
-use dwell_proto::summary::{AgeSummary, DenseAccumulator};
+//! with the same rules as [`AgeSummary::merge`]: a report's validated wire summary
+//! ([`ValidSummary`]) goes straight in, with no [`AgeSummary`] built for it, and a read adds the
+//! slot to a [`DenseAccumulator`] without unpacking it.
+use dwell_proto::summary::{AgeSummary, DenseAccumulator, ValidSummary};
 use dwell_proto::v1;
 
 use super::buckets::PackedBuckets;
@@ -21,27 +22,81 @@ struct SlotScalars {
     last_observed_at_ms: i64,
 }
 
+/// The scalars of a summary that holds ages, whatever its form.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    count: u64,
+    sum_ms: f64,
+    min_ms: i64,
+    max_ms: i64,
+    zero_count: u64,
+    redelivered: u64,
+    last: (i64, i64),
+}
+
+impl Head {
+    /// `s`'s scalars; None when it holds no ages (the three options are Some exactly then).
+    fn of(s: &AgeSummary) -> Option<Self> {
+        let (min, max, last) = (s.min_ms()?, s.max_ms()?, s.last()?);
+        Some(Self::new(
+            s.count(),
+            s.sum_ms(),
+            (min, max),
+            s.zero_count(),
+            s.redelivered(),
+            last,
+        ))
+    }
+
+    /// The same for a validated wire summary.
+    fn of_valid(s: &ValidSummary) -> Option<Self> {
+        let (min, max, last) = (s.min_ms()?, s.max_ms()?, s.last()?);
+        Some(Self::new(
+            s.count(),
+            s.sum_ms(),
+            (min, max),
+            s.zero_count(),
+            s.redelivered(),
+            last,
+        ))
+    }
+
+    fn new(
+        count: u64,
+        sum_ms: f64,
+        (min_ms, max_ms): (i64, i64),
+        zero_count: u64,
+        redelivered: u64,
+        last: (i64, i64),
+    ) -> Self {
+        Self {
+            count,
+            sum_ms,
+            min_ms,
+            max_ms,
+            zero_count,
+            redelivered,
+            last,
+        }
+    }
+}
+
 impl SlotScalars {
     /// Adds `s`'s scalars, exactly as [`AgeSummary::merge`] does (same order of float additions,
     /// the same "latest observation wins, ties to the newcomer" rule for `last`).
-    fn merge(&mut self, s: &AgeSummary) {
-        // The three are Some exactly when `s` holds ages; an empty summary adds nothing.
-        let (Some(min_ms), Some(max_ms), Some((last_age_ms, last_observed_at_ms))) =
-            (s.min_ms(), s.max_ms(), s.last())
-        else {
-            return;
-        };
+    fn merge(&mut self, s: &Head) {
         if self.count == 0 {
-            self.min_ms = min_ms;
-            self.max_ms = max_ms;
+            self.min_ms = s.min_ms;
+            self.max_ms = s.max_ms;
         } else {
-            self.min_ms = self.min_ms.min(min_ms);
-            self.max_ms = self.max_ms.max(max_ms);
+            self.min_ms = self.min_ms.min(s.min_ms);
+            self.max_ms = self.max_ms.max(s.max_ms);
         }
-        self.count = self.count.saturating_add(s.count());
-        self.sum_ms += s.sum_ms();
-        self.zero_count = self.zero_count.saturating_add(s.zero_count());
-        self.redelivered = self.redelivered.saturating_add(s.redelivered());
+        self.count = self.count.saturating_add(s.count);
+        self.sum_ms += s.sum_ms;
+        self.zero_count = self.zero_count.saturating_add(s.zero_count);
+        self.redelivered = self.redelivered.saturating_add(s.redelivered);
+        let (last_age_ms, last_observed_at_ms) = s.last;
         if last_observed_at_ms >= self.last_observed_at_ms {
             self.last_observed_at_ms = last_observed_at_ms;
             self.last_age_ms = last_age_ms;
@@ -76,7 +131,9 @@ impl From<&AgeSummary> for SlotAges {
     /// Packs a summary (an empty one packs as the empty slot).
     fn from(s: &AgeSummary) -> Self {
         let mut scalars = SlotScalars::default();
-        scalars.merge(s);
+        if let Some(head) = Head::of(s) {
+            scalars.merge(&head);
+        }
         Self {
             scalars,
             buckets: PackedBuckets::from_sorted(s.buckets()),
@@ -88,12 +145,20 @@ impl SlotAges {
     /// Adds `s`'s ages in packed form: the result is exactly the packing of
     /// `AgeSummary::merge(self, s)` (a property test holds it to that).
     pub fn merge(&mut self, s: &AgeSummary) {
-        if s.count() == 0 {
-            // As `AgeSummary::merge`: an empty summary changes nothing.
-            return;
+        // As `AgeSummary::merge`: an empty summary changes nothing.
+        if let Some(head) = Head::of(s) {
+            self.scalars.merge(&head);
+            self.buckets.merge_sorted(s.buckets().iter().copied());
         }
-        self.scalars.merge(s);
-        self.buckets.merge_sorted(s.buckets());
+    }
+
+    /// Adds a report's validated wire summary in packed form: exactly `merge(&s.to_summary())`
+    /// (a property test holds it to that), without building that summary.
+    pub fn merge_valid(&mut self, s: &ValidSummary) {
+        if let Some(head) = Head::of_valid(s) {
+            self.scalars.merge(&head);
+            self.buckets.merge_sorted(s.buckets());
+        }
     }
 
     /// Adds this slot's ages to `acc` (the read path merges many slots there).
@@ -178,6 +243,13 @@ mod tests {
             let mut packed = SlotAges::from(&summaries[0]);
             let mut from_empty = SlotAges::default();
             from_empty.merge(&summaries[0]);
+            // What ingest does: the validated wire form of each report, merged straight in.
+            let mut from_wire = SlotAges::default();
+            for s in &summaries {
+                let wire = ValidSummary::new(s.to_proto()).expect("a summary's own wire form is valid");
+                prop_assert_eq!(&wire.to_summary(), s);
+                from_wire.merge_valid(&wire);
+            }
             for s in &summaries[1..] {
                 merged.merge(s);
                 packed.merge(s);
@@ -185,6 +257,7 @@ mod tests {
             }
             prop_assert_eq!(&packed, &SlotAges::from(&merged));
             prop_assert_eq!(&from_empty, &packed);
+            prop_assert_eq!(&from_wire, &packed);
             prop_assert_eq!(read(&packed), merged);
         }
 

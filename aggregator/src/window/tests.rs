@@ -112,7 +112,10 @@ fn summaries_land_in_their_slot() {
         summary.record(age, T0, false);
     }
     let mut o = obs("a", 1, vec![]);
-    o.ages = Ages::Summary { summary, at_ms: T0 };
+    o.ages = Ages::Summary {
+        summary: (&summary).into(),
+        at_ms: T0,
+    };
     assert_eq!(store.ingest(o, T0), Taken::Accepted(3));
     let w = store.window(5_000, T0 + 1_000, None, |_, _| true);
     assert_eq!(w[0].ages.count(), 3);
@@ -129,7 +132,7 @@ fn reads_scoped_to_a_namespace_see_only_its_sources() {
         store
             .window(30_000, T0, ns, |_, _| true)
             .into_iter()
-            .map(|w| w.source.key.pod)
+            .map(|w| w.source.key.pod.clone())
             .collect()
     };
     assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
