@@ -460,12 +460,16 @@ impl DenseAccumulator {
         let mut out = std::mem::take(&mut self.head);
         if self.lo <= self.hi {
             let range = &mut self.counts[self.lo..=self.hi];
-            out.buckets = range
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, c)| ((self.lo + i) as i32, *c))
-                .collect();
+            // Sized exactly: a read holds one of these per source it selected at once.
+            let mut buckets = Vec::with_capacity(range.iter().filter(|c| **c > 0).count());
+            buckets.extend(
+                range
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| ((self.lo + i) as i32, *c)),
+            );
+            out.buckets = buckets;
             range.fill(0);
         }
         self.lo = usize::MAX;

@@ -2,22 +2,24 @@
 //! small buffers. tonic allocates a codec's buffers per RPC up front (8 KiB each way by default)
 //! and keeps them for the RPC's life; an `Ingest/Stream` lives as long as its sidecar, so at
 //! 10 000 sidecars that was ~160 MiB for reports of a few hundred bytes and acks of a dozen
-//! (BENCHMARKS.md note B). These buffers start small and grow to the largest message seen.
+//! (BENCHMARKS.md note B). These buffers start (nearly) empty and grow to what the messages
+//! need: the decode buffer, which tonic grows by doubling past its start size, to about the
+//! largest report seen (~1 KiB a stream, down from 2 KiB with a 256-byte start; heaptrack).
 use std::marker::PhantomData;
 
 use prost::Message;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// Initial (and growth step of the) buffer each way: a typical report fits after one growth,
-/// an ack at once.
-const BUFFER_BYTES: usize = 256;
+/// The decode buffer's start: one byte, so the first report sizes it exactly (a vector grows to
+/// at least what is asked, and doubles only past that). No compression is accepted, so the
+/// size is never used as a decompression growth step.
+const DECODE_START_BYTES: usize = 1;
+/// The encode buffer's start (and growth step): a few acks of a dozen bytes each (a stream
+/// encodes one at a time: the next waits for the next report).
+const ENCODE_BYTES: usize = 64;
 /// Acks batched into one write when many are ready (a stream sends one per report).
 const YIELD_BYTES: usize = 4 * 1024;
-
-fn settings() -> BufferSettings {
-    BufferSettings::new(BUFFER_BYTES, YIELD_BYTES)
-}
 
 /// Encodes `E` and decodes `D` with small buffers.
 #[derive(Debug)]
@@ -63,7 +65,7 @@ impl<E: Message> Encoder for MessageEncoder<E> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        settings()
+        BufferSettings::new(ENCODE_BYTES, YIELD_BYTES)
     }
 }
 
@@ -83,6 +85,6 @@ impl<D: Message + Default> Decoder for MessageDecoder<D> {
     }
 
     fn buffer_settings(&self) -> BufferSettings {
-        settings()
+        BufferSettings::new(DECODE_START_BYTES, YIELD_BYTES)
     }
 }

@@ -2,11 +2,12 @@
 //! scripts push single ones. Each report is validated (bad ones get `INVALID_ARGUMENT` with the
 //! exact problem, and are counted by reason), deduplicated by `(source, instance, seq)`, and taken
 //! into the window; a goodbye removes the source at once. The service itself ([`grpc`]) is
-//! written out so that a stream costs little memory ([`codec`]: small buffers; no task or ack
-//! queue per stream).
+//! written out so that an open stream costs little memory ([`stream`]: no task, ack queue or
+//! codec buffer per stream; [`codec`]: small buffers for `Push`).
 pub mod codec;
 pub mod grpc;
 pub mod server;
+pub mod stream;
 pub mod telemetry;
 pub mod validate;
 
@@ -58,8 +59,7 @@ impl IngestService {
 
     /// The tonic server, with the message size bound applied.
     pub fn into_server(self) -> grpc::IngestServer {
-        let max = self.limits.max_message_bytes;
-        grpc::IngestServer::new(self, max)
+        grpc::IngestServer::new(self)
     }
 
     /// Handles one report: validate, dedup, take (or forget on goodbye), answer.
