@@ -9,16 +9,19 @@
 //! A summary merges into the packed form directly: one pass over the packed stream and the
 //! summary's sorted buckets, writing the merged stream. Nothing is decoded into a vector of its
 //! own, nothing is validated (only this module writes the stream), and nothing can be dropped.
+//! A slot keeps its pairs after its scalars in one buffer (`super::slot`), so this module works
+//! on byte slices; [`PackedBuckets`] is the pairs alone, owned (for the tests of the format).
 
 /// Sorted `(index, count)` pairs packed as varints.
 ///
 /// Well formed by construction: the bytes are private and written only by [`PairWriter`], so
 /// reading them back never meets a truncated or malformed pair.
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PackedBuckets(Box<[u8]>);
 
 /// Appends LEB128 varints: 7 bits a byte, low bits first, high bit set on all but the last.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -28,7 +31,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// Takes one varint off the front of `bytes`. Total on purpose: the stream is our own, so there is
 /// no error to report, and a reader that could fail would invite a caller to drop data on it.
-fn take_varint(bytes: &mut &[u8]) -> u64 {
+pub fn take_varint(bytes: &mut &[u8]) -> u64 {
     let mut v = 0u64;
     let mut shift = 0u32;
     while let Some((&b, rest)) = bytes.split_first() {
@@ -50,20 +53,20 @@ const LONG_DELTA: u64 = 7;
 const SHORT_COUNT_MAX: u64 = u64::MAX >> 3;
 
 /// Writes pairs in increasing index order.
-struct PairWriter<'a> {
+pub struct PairWriter<'a> {
     out: &'a mut Vec<u8>,
     /// The previous index (−1 before the first, so index 0 is delta 1).
     prev: i64,
 }
 
 impl<'a> PairWriter<'a> {
-    /// Writes into `out`, emptied first.
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        out.clear();
+    /// Appends pairs to `out` (after what it already holds).
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
         Self { out, prev: -1 }
     }
 
-    fn push(&mut self, index: i32, count: u64) {
+    /// Appends one pair; its index must exceed the previous one's.
+    pub fn push(&mut self, index: i32, count: u64) {
         let index = i64::from(index);
         // Two i32-range values: the difference fits an i64, and the cast to u64 and back is
         // lossless even for a (never written) negative first index.
@@ -84,10 +87,40 @@ impl<'a> PairWriter<'a> {
         self.prev = index;
     }
 
-    /// The pairs written, in a buffer of exactly their size.
-    fn finish(self) -> PackedBuckets {
-        PackedBuckets(Box::from(self.out.as_slice()))
+    /// Writes the merge of `mine` and `theirs` (both by increasing index): equal indexes add
+    /// their counts, the rest interleave in order.
+    pub fn merge(&mut self, mine: Pairs<'_>, theirs: impl IntoIterator<Item = (i32, u64)>) {
+        let mut mine = mine.peekable();
+        let mut theirs = theirs.into_iter().peekable();
+        loop {
+            let next = match (mine.peek().copied(), theirs.peek().copied()) {
+                (Some((ia, ca)), Some((ib, cb))) if ia == ib => {
+                    mine.next();
+                    theirs.next();
+                    (ia, ca.saturating_add(cb))
+                }
+                (Some(a), Some(b)) if a.0 < b.0 => {
+                    mine.next();
+                    a
+                }
+                (_, Some(b)) => {
+                    theirs.next();
+                    b
+                }
+                (Some(a), None) => {
+                    mine.next();
+                    a
+                }
+                (None, None) => break,
+            };
+            self.push(next.0, next.1);
+        }
     }
+}
+
+/// The pairs packed in `bytes` (as [`PairWriter`] wrote them).
+pub fn pairs(bytes: &[u8]) -> Pairs<'_> {
+    Pairs { bytes, prev: -1 }
 }
 
 thread_local! {
@@ -98,71 +131,45 @@ thread_local! {
 }
 
 /// Runs `write` with an empty scratch buffer (a fresh one if the thread's is in use, which only a
-/// re-entrant call could cause).
-fn with_scratch<R>(write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+/// re-entrant call could cause), then copies what it wrote into a buffer of exactly its size.
+pub fn with_scratch(write: impl FnOnce(&mut Vec<u8>)) -> Box<[u8]> {
+    let exact = |scratch: &mut Vec<u8>| {
+        scratch.clear();
+        write(scratch);
+        Box::from(scratch.as_slice())
+    };
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => write(&mut scratch),
-        Err(_) => write(&mut Vec::new()),
+        Ok(mut scratch) => exact(&mut scratch),
+        Err(_) => exact(&mut Vec::new()),
     })
 }
 
+#[cfg(test)]
 impl PackedBuckets {
     /// Packs `pairs`, which must be sorted by strictly increasing index (as
     /// [`dwell_proto::summary::AgeSummary::buckets`] are).
-    pub fn from_sorted(pairs: &[(i32, u64)]) -> Self {
-        with_scratch(|scratch| {
-            let mut w = PairWriter::new(scratch);
-            for &(index, count) in pairs {
+    pub fn from_sorted(sorted: &[(i32, u64)]) -> Self {
+        Self(with_scratch(|out| {
+            let mut w = PairWriter::new(out);
+            for &(index, count) in sorted {
                 w.push(index, count);
             }
-            w.finish()
-        })
+        }))
     }
 
     /// The pairs, `(index, count)` in increasing index order.
     pub fn iter(&self) -> Pairs<'_> {
-        Pairs {
-            bytes: &self.0,
-            prev: -1,
-        }
+        pairs(&self.0)
     }
 
-    /// Adds `other`'s pairs (sorted by strictly increasing index) in one pass: equal indexes add
-    /// their counts, the rest interleave in order.
+    /// Adds `other`'s pairs (sorted by strictly increasing index) in one pass.
     pub fn merge_sorted(&mut self, other: impl IntoIterator<Item = (i32, u64)>) {
         let mut theirs = other.into_iter().peekable();
         if theirs.peek().is_none() {
             return;
         }
-        let merged = with_scratch(|scratch| {
-            let mut w = PairWriter::new(scratch);
-            let mut mine = self.iter().peekable();
-            loop {
-                let next = match (mine.peek().copied(), theirs.peek().copied()) {
-                    (Some((ia, ca)), Some((ib, cb))) if ia == ib => {
-                        mine.next();
-                        theirs.next();
-                        (ia, ca.saturating_add(cb))
-                    }
-                    (Some(a), Some(b)) if a.0 < b.0 => {
-                        mine.next();
-                        a
-                    }
-                    (_, Some(b)) => {
-                        theirs.next();
-                        b
-                    }
-                    (Some(a), None) => {
-                        mine.next();
-                        a
-                    }
-                    (None, None) => break,
-                };
-                w.push(next.0, next.1);
-            }
-            w.finish()
-        });
-        *self = merged;
+        let merged = with_scratch(|out| PairWriter::new(out).merge(self.iter(), theirs));
+        self.0 = merged;
     }
 
     /// Heap bytes held.
@@ -171,7 +178,7 @@ impl PackedBuckets {
     }
 }
 
-/// Reads a [`PackedBuckets`] back as `(index, count)` pairs.
+/// Reads packed pairs back as `(index, count)`, in increasing index order.
 #[derive(Debug, Clone)]
 pub struct Pairs<'a> {
     bytes: &'a [u8],

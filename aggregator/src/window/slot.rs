@@ -1,12 +1,14 @@
-//! One time slot's ages at rest, in the window's own form: a summary's scalars as a plain struct
-//! and its buckets packed ([`PackedBuckets`]). A report's summary merges into a slot in place,
-//! with the same rules as [`AgeSummary::merge`]: a report's validated wire summary
-//! ([`ValidSummary`]) goes straight in, with no [`AgeSummary`] built for it, and a read adds the
-//! slot to a [`DenseAccumulator`] without unpacking it.
+//! One time slot's ages at rest, in the window's own form: one buffer of exactly its size
+//! holding a summary's scalars as varints (the sum as its 8 bytes) and then its buckets packed
+//! ([`super::buckets`]): ~25 bytes of scalars instead of a 64-byte struct beside each slot, and
+//! a slot of 32 bytes in the ring. A report's summary merges into a slot with the same rules as
+//! [`AgeSummary::merge`]: a report's validated wire summary ([`ValidSummary`]) goes straight in,
+//! with no [`AgeSummary`] built for it, and a read adds the slot to a [`DenseAccumulator`]
+//! without unpacking it.
 use dwell_proto::summary::{AgeSummary, DenseAccumulator, ValidSummary};
 use dwell_proto::v1;
 
-use super::buckets::PackedBuckets;
+use super::buckets::{self, PairWriter, put_varint, take_varint};
 
 /// Everything a slot's summary holds except the buckets; each field means what the
 /// [`AgeSummary`] field of the same name does (extremes and last age are 0 while `count` is 0).
@@ -120,24 +122,72 @@ impl SlotScalars {
     }
 }
 
-/// One slot's ages: an [`AgeSummary`] packed for keeping (see the module doc).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SlotAges {
-    scalars: SlotScalars,
-    buckets: PackedBuckets,
+impl SlotScalars {
+    /// Appends the scalars (an empty slot writes nothing).
+    fn write(&self, out: &mut Vec<u8>) {
+        if self.count == 0 {
+            return;
+        }
+        put_varint(out, self.count);
+        out.extend_from_slice(&self.sum_ms.to_le_bytes());
+        for v in [
+            self.min_ms,
+            self.max_ms,
+            self.last_age_ms,
+            self.last_observed_at_ms,
+        ] {
+            put_varint(out, zigzag(v));
+        }
+        put_varint(out, self.zero_count);
+        put_varint(out, self.redelivered);
+    }
+
+    /// Reads back what [`SlotScalars::write`] wrote; the rest of `bytes` is the pairs.
+    fn read(bytes: &mut &[u8]) -> Self {
+        if bytes.is_empty() {
+            return Self::default();
+        }
+        let count = take_varint(bytes);
+        let (sum, rest) = bytes.split_at_checked(8).unwrap_or((&[0; 8], &[]));
+        *bytes = rest;
+        let mut sum_bytes = [0u8; 8];
+        sum_bytes.copy_from_slice(sum);
+        let mut next = || unzigzag(take_varint(bytes));
+        let (min_ms, max_ms, last_age_ms, last_observed_at_ms) = (next(), next(), next(), next());
+        Self {
+            count,
+            sum_ms: f64::from_le_bytes(sum_bytes),
+            min_ms,
+            max_ms,
+            last_age_ms,
+            last_observed_at_ms,
+            zero_count: take_varint(bytes),
+            redelivered: take_varint(bytes),
+        }
+    }
 }
+
+/// Signed to unsigned, small magnitudes small (the sign in the low bit).
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// One slot's ages: an [`AgeSummary`] packed for keeping (see the module doc). Well formed by
+/// construction: only this module writes the buffer. Empty (no allocation) while it holds no age.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlotAges(Box<[u8]>);
 
 impl From<&AgeSummary> for SlotAges {
     /// Packs a summary (an empty one packs as the empty slot).
     fn from(s: &AgeSummary) -> Self {
-        let mut scalars = SlotScalars::default();
-        if let Some(head) = Head::of(s) {
-            scalars.merge(&head);
-        }
-        Self {
-            scalars,
-            buckets: PackedBuckets::from_sorted(s.buckets()),
-        }
+        let mut slot = Self::default();
+        slot.merge(s);
+        slot
     }
 }
 
@@ -147,8 +197,7 @@ impl SlotAges {
     pub fn merge(&mut self, s: &AgeSummary) {
         // As `AgeSummary::merge`: an empty summary changes nothing.
         if let Some(head) = Head::of(s) {
-            self.scalars.merge(&head);
-            self.buckets.merge_sorted(s.buckets().iter().copied());
+            self.merge_parts(&head, s.buckets().iter().copied());
         }
     }
 
@@ -156,22 +205,33 @@ impl SlotAges {
     /// (a property test holds it to that), without building that summary.
     pub fn merge_valid(&mut self, s: &ValidSummary) {
         if let Some(head) = Head::of_valid(s) {
-            self.scalars.merge(&head);
-            self.buckets.merge_sorted(s.buckets());
+            self.merge_parts(&head, s.buckets());
         }
+    }
+
+    fn merge_parts(&mut self, head: &Head, pairs: impl IntoIterator<Item = (i32, u64)>) {
+        let mut mine: &[u8] = &self.0;
+        let mut scalars = SlotScalars::read(&mut mine);
+        scalars.merge(head);
+        self.0 = buckets::with_scratch(|out| {
+            scalars.write(out);
+            PairWriter::new(out).merge(buckets::pairs(mine), pairs);
+        });
     }
 
     /// Adds this slot's ages to `acc` (the read path merges many slots there).
     pub fn add_to(&self, acc: &mut DenseAccumulator) {
-        acc.add_scalars(&self.scalars.as_accumulator_head());
-        for (index, count) in self.buckets.iter() {
+        let mut bytes: &[u8] = &self.0;
+        let scalars = SlotScalars::read(&mut bytes);
+        acc.add_scalars(&scalars.as_accumulator_head());
+        for (index, count) in buckets::pairs(bytes) {
             acc.add_bucket(index, count);
         }
     }
 
-    /// Heap bytes held (the packed buckets; the scalars are inline).
+    /// Heap bytes held (the buffer; the slot itself is its pointer and length).
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.heap_bytes()
+        self.0.len()
     }
 }
 
@@ -208,7 +268,8 @@ mod tests {
         let s = summary(&ages);
         let packed = SlotAges::from(&s);
         assert_eq!(read(&packed), s);
-        assert!(packed.heap_bytes() < s.buckets().len() * 4);
+        // A few dozen bytes of scalars, then the pairs (a few bytes each at most).
+        assert!(packed.heap_bytes() < 48 + s.buckets().len() * 4, "{packed:?}");
         assert_eq!(read(&SlotAges::from(&AgeSummary::new())), AgeSummary::new());
         assert_eq!(SlotAges::from(&AgeSummary::new()), SlotAges::default());
         let mut m = packed.clone();
