@@ -379,12 +379,14 @@ impl WindowStore {
 
     /// The selected sources with their ages over the last `window_ms` before `now_ms`, in key
     /// order. A slot counts when any part of it lies in the window.
-    /// `namespace` narrows the walk to one namespace's sources (None: every source).
+    /// `namespace` narrows the walk to one namespace's sources (None: every source); `kept` says
+    /// which buckets the merged summaries keep.
     pub fn window(
         &self,
         window_ms: i64,
         now_ms: i64,
         namespace: Option<&str>,
+        kept: BucketsKept<'_>,
         mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
     ) -> Vec<SourceWindow> {
         let from = now_ms - window_ms;
@@ -419,7 +421,10 @@ impl WindowStore {
             };
             Some(SourceWindow {
                 source: state.view(key),
-                ages: acc.finish(),
+                ages: match kept {
+                    BucketsKept::All => acc.finish(),
+                    BucketsKept::Answering(quantiles) => acc.finish_for(quantiles),
+                },
                 span_ms: now_ms - earliest,
                 slots_change_at_ms,
                 span_changes_at_ms,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::clock::rfc3339;
 use crate::policy::{OnMissing, Rule, RuleSet, Statistic};
 use crate::selector::Selector;
-use crate::window::{SourceSnapshot, SourceWindow, WindowStore};
+use crate::window::{BucketsKept, SourceSnapshot, SourceWindow, WindowStore};
 
 /// The kind of request being answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +197,23 @@ pub fn evaluate_as(
     ev.step(|| format!("{rule}"), f64::NAN);
     let request_ns = req.namespace();
     let scope = scope_of(rule, req);
-    let windows = store.window(rule.window_ms, now_ms, scope, |key, labels| {
+    // Serving keeps only the buckets the rule's percentiles need; Explain, the reference, all.
+    let quantiles: Vec<f64> = std::iter::once(rule.statistic)
+        .chain(
+            rule.formula
+                .iter()
+                .flat_map(|f| f.statistics().iter().copied()),
+        )
+        .filter_map(|s| match s {
+            Statistic::Percentile(p) => Some(p / 100.0),
+            _ => None,
+        })
+        .collect();
+    let kept = match mode {
+        Mode::Explain => BucketsKept::All,
+        Mode::Serve => BucketsKept::Answering(&quantiles),
+    };
+    let windows = store.window(rule.window_ms, now_ms, scope, kept, |key, labels| {
         rule.sources.admits(request_ns, key, labels)
             && (req.metric_selector.is_empty()
                 || req

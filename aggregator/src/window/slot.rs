@@ -269,7 +269,10 @@ mod tests {
         let packed = SlotAges::from(&s);
         assert_eq!(read(&packed), s);
         // A few dozen bytes of scalars, then the pairs (a few bytes each at most).
-        assert!(packed.heap_bytes() < 48 + s.buckets().len() * 4, "{packed:?}");
+        assert!(
+            packed.heap_bytes() < 48 + s.buckets().len() * 4,
+            "{packed:?}"
+        );
         assert_eq!(read(&SlotAges::from(&AgeSummary::new())), AgeSummary::new());
         assert_eq!(SlotAges::from(&AgeSummary::new()), SlotAges::default());
         let mut m = packed.clone();

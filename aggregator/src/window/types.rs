@@ -173,6 +173,16 @@ pub struct SourceWindow {
     pub span_changes_at_ms: i64,
 }
 
+/// Which buckets a read's merged summaries keep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BucketsKept<'a> {
+    /// All of them (the summary is the full merge).
+    All,
+    /// Those answering these quantiles exactly (as `AgeSummary::quantile_ms` takes them); every
+    /// other statistic needs none. A read over a thousand sources holds a thousand summaries.
+    Answering(&'a [f64]),
+}
+
 /// Counts after a sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepCounts {
