@@ -243,6 +243,7 @@ impl App {
         }
         let router = crate::api::router(
             crate::api::ApiState::new(engine.clone(), telemetry.clone())
+                .with_held_answers(engine.clone())
                 .with_authenticator(authenticator),
         );
         let listener = Listener::new(metrics, "metrics API", settings.metrics.max_connections);

@@ -1,15 +1,20 @@
 //! Custom and external metric value requests: build the provider query from the parsed path and
-//! the query string, ask the provider, and render the version's list document.
+//! the query string, ask the provider, and render the version's list document (remembered by
+//! the response memo while the answer holds, when the engine says how long that is).
 use std::panic::AssertUnwindSafe;
 
-use axum::http::Uri;
-use axum::response::Response;
+use axum::http::{HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Bytes;
+use serde::Serialize;
 
+use super::ApiState;
+use super::memo::Holds;
 use super::path::{CustomPath, CustomVersion, EXTERNAL_GROUP, ObjectName};
 use super::status::ApiError;
 use super::types::{
     APPLICATION_JSON, Empty, ExternalMetricValue, LabelSelector, List, MetricIdentifier,
-    MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, json_response, timestamp,
+    MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference, timestamp,
 };
 use crate::provider::{
     CustomQuery, ExternalQuery, MetricValue, MetricsProvider, ObjectRef, ProviderError,
@@ -38,17 +43,64 @@ fn params(uri: &Uri) -> Result<Params, ApiError> {
     Ok(out)
 }
 
-/// Calls the provider, turning a panic behind the boundary into a 500 instead of a dropped
-/// connection.
-fn ask<T>(what: &str, call: impl FnOnce() -> Result<T, ProviderError>) -> Result<T, ApiError> {
-    match std::panic::catch_unwind(AssertUnwindSafe(call)) {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(_) => {
-            tracing::error!(request = what, "metrics provider panicked");
-            Err(ApiError::Internal(
-                "internal error while computing the metric".into(),
-            ))
+/// One value request: who answers it, and where its rendered answer is remembered.
+pub struct Ask<'a> {
+    state: &'a ApiState,
+    route: &'static str,
+    uri: &'a Uri,
+}
+
+impl<'a> Ask<'a> {
+    /// The request to `uri`, counted under `route`.
+    pub fn new(state: &'a ApiState, route: &'static str, uri: &'a Uri) -> Self {
+        Self { state, route, uri }
+    }
+
+    /// Calls the engine (with how long its answer holds) or else the provider, turning a panic
+    /// behind the boundary into a 500 instead of a dropped connection.
+    fn call(
+        &self,
+        what: &str,
+        held: impl FnOnce(
+            &dyn super::memo::HeldAnswers,
+        ) -> (Result<Vec<MetricValue>, ProviderError>, Option<Holds>),
+        plain: impl FnOnce(&dyn MetricsProvider) -> Result<Vec<MetricValue>, ProviderError>,
+    ) -> Result<(Vec<MetricValue>, Option<Holds>), ApiError> {
+        let call = || match &self.state.held {
+            Some(engine) => held(engine.as_ref()),
+            None => (plain(self.state.provider.as_ref()), None),
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(call)) {
+            Ok((result, holds)) => result.map(|v| (v, holds)).map_err(ApiError::from),
+            Err(_) => {
+                tracing::error!(request = what, "metrics provider panicked");
+                Err(ApiError::Internal(
+                    "internal error while computing the metric".into(),
+                ))
+            }
         }
+    }
+
+    /// The JSON response of `body`, remembered while `holds`.
+    fn respond<T: Serialize>(&self, body: &T, holds: Option<Holds>) -> Response {
+        let bytes = match serde_json::to_vec(body) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(error) => {
+                tracing::error!(%error, "cannot serialize a response");
+                return ApiError::Internal("cannot serialize the response".into()).into_response();
+            }
+        };
+        if let (Some(holds), Some(pq)) = (holds, self.uri.path_and_query()) {
+            self.state
+                .memo
+                .put(pq.as_str(), self.route, bytes.clone(), holds);
+        }
+        let mut response = bytes.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(APPLICATION_JSON),
+        );
+        response
     }
 }
 
@@ -61,12 +113,11 @@ fn quantity(value: f64, metric: &str) -> Result<String, ApiError> {
 
 /// Answers a custom-metrics value request.
 pub fn custom(
-    provider: &dyn MetricsProvider,
+    ask: &Ask<'_>,
     version: CustomVersion,
     path: CustomPath,
-    uri: &Uri,
 ) -> Result<Response, ApiError> {
-    let params = params(uri)?;
+    let params = params(ask.uri)?;
     let named = matches!(path.object, ObjectName::Named(_));
     let query = CustomQuery::new(
         path.metric,
@@ -78,7 +129,11 @@ pub fn custom(
         },
         params.metric_label_selector,
     )?;
-    let values = ask("custom", || provider.custom(&query))?;
+    let (values, holds) = ask.call(
+        "custom",
+        |engine| engine.custom_held(&query),
+        |provider| provider.custom(&query),
+    )?;
     if named && values.len() != 1 {
         tracing::error!(
             metric = %query.metric,
@@ -117,10 +172,7 @@ pub fn custom(
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            json_response(
-                &list("MetricValueList", api_version, items),
-                APPLICATION_JSON,
-            )
+            ask.respond(&list("MetricValueList", api_version, items), holds)
         }
         CustomVersion::V1Beta2 => {
             let items = values
@@ -138,28 +190,24 @@ pub fn custom(
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            json_response(
-                &list("MetricValueList", api_version, items),
-                APPLICATION_JSON,
-            )
+            ask.respond(&list("MetricValueList", api_version, items), holds)
         }
     })
 }
 
 /// Answers an external-metrics request (metric name already lower-cased).
-pub fn external(
-    provider: &dyn MetricsProvider,
-    namespace: String,
-    metric: String,
-    uri: &Uri,
-) -> Result<Response, ApiError> {
-    let params = params(uri)?;
+pub fn external(ask: &Ask<'_>, namespace: String, metric: String) -> Result<Response, ApiError> {
+    let params = params(ask.uri)?;
     let query = ExternalQuery {
         namespace,
         metric,
         selector: params.label_selector,
     };
-    let values = ask("external", || provider.external(&query))?;
+    let (values, holds) = ask.call(
+        "external",
+        |engine| engine.external_held(&query),
+        |provider| provider.external(&query),
+    )?;
     let items = values
         .iter()
         .map(|v| {
@@ -172,13 +220,13 @@ pub fn external(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(json_response(
+    Ok(ask.respond(
         &list(
             "ExternalMetricValueList",
             format!("{EXTERNAL_GROUP}/v1beta1"),
             items,
         ),
-        APPLICATION_JSON,
+        holds,
     ))
 }
 

@@ -43,7 +43,7 @@ pub struct Validity {
 
 impl Validity {
     /// Whether an answer computed under `self` is the answer under `now`.
-    fn holds(&self, now: &Validity) -> bool {
+    pub fn holds(&self, now: &Validity) -> bool {
         self.epoch == now.epoch
             && self.stamp == now.stamp
             && (self.computed_at_ms..=self.valid_until_ms).contains(&now.computed_at_ms)
@@ -67,6 +67,16 @@ pub struct Gauges {
     pub set_to: f64,
     /// Its observation time (the age is taken at each serving).
     pub observed_at_ms: i64,
+}
+
+impl Gauges {
+    /// Sets the gauges for serving the answer at `now_ms`.
+    pub fn serve(&self, now_ms: i64) {
+        self.value.set(self.set_to);
+        // Saturating: an outcome without ages may carry no observation time (i64::MIN).
+        let age = now_ms.saturating_sub(self.observed_at_ms).max(0) as f64 / 1000.0;
+        self.age.set(age);
+    }
 }
 
 /// One remembered answer.

@@ -18,6 +18,7 @@ use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 
+use crate::api::memo::{HeldAnswers, Holds};
 use crate::clock::{SharedClock, to_system_time};
 use crate::policy::RuleSet;
 use crate::provider::{
@@ -51,7 +52,7 @@ pub struct Engine {
     store: Arc<WindowStore>,
     rules: ArcSwap<RuleSet>,
     /// Bumped after each swap of `rules` (read before them: see [`Engine::answer`]).
-    epoch: AtomicU64,
+    epoch: Arc<AtomicU64>,
     clock: SharedClock,
     served: Served,
     cache: ResultCache,
@@ -64,7 +65,7 @@ impl Engine {
         Self {
             store,
             rules: ArcSwap::from_pointee(rules),
-            epoch: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
             clock,
             served: Served::default(),
             cache: ResultCache::default(),
@@ -115,6 +116,41 @@ impl Engine {
 
     /// The answer to `req` now: remembered while it holds, else evaluated (and remembered).
     fn answer(&self, req: Request) -> Result<Vec<MetricValue>, ProviderError> {
+        self.entry(req, false).0.answer.clone()
+    }
+
+    /// The answer to `req` with a check of whether it still holds (for the API's memo).
+    fn held(&self, req: Request) -> (cache::Answer, Option<Holds>) {
+        let (entry, scope) = self.entry(req, true);
+        let holds = entry.answer.is_ok().then(|| self.holds(&entry, scope));
+        (entry.answer.clone(), holds)
+    }
+
+    /// Whether `entry`'s answer (for a read of `scope`) still holds, checked as [`Engine::entry`]
+    /// checks its cache; when it does, it is served again, which sets the gauges as serving does.
+    fn holds(&self, entry: &Entry, scope: Option<String>) -> Holds {
+        let (epoch, store, clock) = (self.epoch.clone(), self.store.clone(), self.clock.clone());
+        let (validity, gauges) = (entry.validity, entry.gauges.clone());
+        Arc::new(move || {
+            let epoch = epoch.load(Ordering::Acquire);
+            let stamp = store.stamp(scope.as_deref());
+            let now = clock.now_ms();
+            let holds = validity.holds(&Validity {
+                epoch,
+                stamp,
+                computed_at_ms: now,
+                valid_until_ms: now,
+            });
+            if let (true, Some(g)) = (holds, &gauges) {
+                g.serve(now);
+            }
+            holds
+        })
+    }
+
+    /// The cache entry answering `req` now (found or computed), and (when `want_scope`) the
+    /// namespace it read.
+    fn entry(&self, req: Request, want_scope: bool) -> (Arc<Entry>, Option<String>) {
         // Epoch, then rules, then the store's stamp, then the clock: everything the evaluation
         // reads is at least as new as what the entry says it was computed from.
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -123,6 +159,7 @@ impl Engine {
             evaluate::rule_for(&rules, &req).and_then(|rule| evaluate::scope_of(rule, &req));
         let stamp = self.store.stamp(scope);
         let walks = self.store.sources_in(scope);
+        let scope = scope.filter(|_| want_scope).map(str::to_owned);
         let now = self.clock.now_ms();
         let mut validity = Validity {
             epoch,
@@ -144,12 +181,9 @@ impl Engine {
             }
         };
         if let Some(g) = &entry.gauges {
-            g.value.set(g.set_to);
-            // Saturating: an outcome without ages may carry no observation time (i64::MIN).
-            let age = now.saturating_sub(g.observed_at_ms).max(0) as f64 / 1000.0;
-            g.age.set(age);
+            g.serve(now);
         }
-        entry.answer.clone()
+        (entry, scope)
     }
 
     /// What serving `ev` answers, with the gauges it sets.
@@ -206,6 +240,19 @@ fn off_the_worker_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
         tokio::task::block_in_place(f)
     } else {
         f()
+    }
+}
+
+impl HeldAnswers for Engine {
+    fn custom_held(&self, q: &CustomQuery) -> (cache::Answer, Option<Holds>) {
+        match request::custom(q) {
+            Ok(req) => self.held(req),
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    fn external_held(&self, q: &ExternalQuery) -> (cache::Answer, Option<Holds>) {
+        self.held(request::external(q))
     }
 }
 
