@@ -13,6 +13,7 @@
 mod buckets;
 mod dedup;
 mod labels;
+mod read;
 mod ring;
 mod slot;
 pub mod sweep;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use dwell_proto::summary::{AgeSummary, DenseAccumulator};
+use dwell_proto::summary::AgeSummary;
 
 pub use dedup::SeenReports;
 use labels::{LabelSets, Labels};
@@ -47,6 +48,10 @@ struct SourceState {
     queue_state: Option<QueueState>,
     counters: SidecarCounters,
     seen: SeenReports,
+    /// Bumped by every change to `slots` (a report, a prune).
+    version: u64,
+    /// The last merge a read made of this source's slots, reused while it holds.
+    merged: Option<Box<read::Merged>>,
 }
 
 impl SourceState {
@@ -63,6 +68,8 @@ impl SourceState {
             queue_state: None,
             counters: SidecarCounters::default(),
             seen: SeenReports::default(),
+            version: 0,
+            merged: None,
         }
     }
 
@@ -232,6 +239,7 @@ impl WindowStore {
         if !state.seen.first_time(obs.instance, obs.seq) {
             return Taken::Duplicate;
         }
+        state.version += 1;
         // Unchanged labels and peer (every report but the first, as a rule) cost no allocation.
         if *state.labels != obs.labels {
             state.labels = self.labels.intern(obs.labels);
@@ -351,7 +359,9 @@ impl WindowStore {
             } else {
                 counts.live += 1;
             }
-            state.slots.prune(oldest);
+            if state.slots.prune(oldest) > 0 {
+                state.version += 1;
+            }
             true
         });
         for key in &evicted {
@@ -375,83 +385,6 @@ impl WindowStore {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
-    }
-
-    /// The selected sources with their ages over the last `window_ms` before `now_ms`, in key
-    /// order. A slot counts when any part of it lies in the window.
-    /// `namespace` narrows the walk to one namespace's sources (None: every source); `kept` says
-    /// which buckets the merged summaries keep.
-    pub fn window(
-        &self,
-        window_ms: i64,
-        now_ms: i64,
-        namespace: Option<&str>,
-        kept: BucketsKept<'_>,
-        mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
-    ) -> Vec<SourceWindow> {
-        let from = now_ms - window_ms;
-        // One dense scratch array for the whole read: merging a slot is array adds, not a new
-        // sparse vector per merge (BENCHMARKS.md note A).
-        let mut acc = DenseAccumulator::new();
-        let mut one = |key: &Arc<SourceKey>, state: &SourceState| {
-            if !keep(key, &state.labels) {
-                return None;
-            }
-            let mut earliest = from;
-            let mut counted_start = i64::MAX;
-            let mut slots_change_at_ms = i64::MAX;
-            for slot in state.slots.iter() {
-                let end = slot.start_ms + slot.width_ms;
-                if slot.overlaps(from, now_ms) {
-                    slot.ages.add_to(&mut acc);
-                    earliest = earliest.min(slot.start_ms);
-                    counted_start = counted_start.min(slot.start_ms);
-                    // It leaves the window once `now - window_ms` reaches its end.
-                    slots_change_at_ms = slots_change_at_ms.min(end.saturating_add(window_ms));
-                } else if slot.start_ms > now_ms {
-                    // Not yet begun (only a reader's clock behind the writer's sees this).
-                    slots_change_at_ms = slots_change_at_ms.min(slot.start_ms);
-                }
-            }
-            let span_changes_at_ms = if earliest < from {
-                now_ms + 1
-            } else {
-                // The span is the window until the window's start passes the oldest slot's.
-                counted_start.saturating_add(window_ms).saturating_add(1)
-            };
-            Some(SourceWindow {
-                source: state.view(key),
-                ages: match kept {
-                    BucketsKept::All => acc.finish(),
-                    BucketsKept::Answering(quantiles) => acc.finish_for(quantiles),
-                },
-                span_ms: now_ms - earliest,
-                slots_change_at_ms,
-                span_changes_at_ms,
-            })
-        };
-        match namespace {
-            Some(ns) => {
-                // Copy the keys first (cheap: shared), so no index lock is held while reading.
-                let keys: Vec<Arc<SourceKey>> = self
-                    .by_namespace
-                    .get(ns)
-                    .map(|ns| ns.keys.iter().cloned().collect())
-                    .unwrap_or_default();
-                keys.iter()
-                    .filter_map(|k| self.sources.get(k).and_then(|e| one(e.key(), e.value())))
-                    .collect()
-            }
-            None => {
-                let mut out: Vec<SourceWindow> = self
-                    .sources
-                    .iter()
-                    .filter_map(|e| one(e.key(), e.value()))
-                    .collect();
-                out.sort_by(|a, b| a.source.key.cmp(&b.source.key));
-                out
-            }
-        }
     }
 
     /// Approximate bytes held per source (keys, labels, slots, summaries), for the memory bench.
