@@ -146,7 +146,10 @@ async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
         |c, s, p, d, l, n, t| tokio::spawn(ingest::sidecar(c, s, p, d, l, n, t))
     };
     for i in 0..fleet {
-        let delay = fleet_period.mul_f64(i as f64 / fleet as f64);
+        // Phases spread by the golden ratio: every namespace's sources report spread over the
+        // period, as a real fleet's (consecutive sources, one namespace, used to report within a
+        // few ms of each other, so a namespace's answer held for most of each second).
+        let delay = fleet_period.mul_f64((i as f64 * 0.618_033_988_749_894_9).fract());
         handles.push(driver(
             channels[i % channels.len()].clone(),
             source_for(i, args.pods),
