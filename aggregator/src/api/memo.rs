@@ -31,19 +31,16 @@ const MAX_BYTES: usize = 16 << 20;
 /// Says, when asked later, whether an answer still holds.
 pub type Holds = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Values as an answer shares them (the engine's result cache hands out the same ones).
+pub type SharedValues = Result<Arc<[MetricValue]>, ProviderError>;
+
 /// Answers that come with their [`Holds`] (the engine's, from its result cache). Without one
 /// the memo is off.
 pub trait HeldAnswers: Send + Sync + 'static {
     /// A custom-metrics answer, and (for values) whether it still holds.
-    fn custom_held(
-        &self,
-        q: &CustomQuery,
-    ) -> (Result<Vec<MetricValue>, ProviderError>, Option<Holds>);
+    fn custom_held(&self, q: &CustomQuery) -> (SharedValues, Option<Holds>);
     /// An external-metrics answer, and (for values) whether it still holds.
-    fn external_held(
-        &self,
-        q: &ExternalQuery,
-    ) -> (Result<Vec<MetricValue>, ProviderError>, Option<Holds>);
+    fn external_held(&self, q: &ExternalQuery) -> (SharedValues, Option<Holds>);
 }
 
 /// One remembered response.

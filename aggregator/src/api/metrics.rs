@@ -2,6 +2,8 @@
 //! the query string, ask the provider, and render the version's list document (remembered by
 //! the response memo while the answer holds, when the engine says how long that is).
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +11,7 @@ use hyper::body::Bytes;
 use serde::Serialize;
 
 use super::ApiState;
-use super::memo::Holds;
+use super::memo::{Holds, SharedValues};
 use super::path::{CustomPath, CustomVersion, EXTERNAL_GROUP, ObjectName};
 use super::status::ApiError;
 use super::types::{
@@ -61,14 +63,12 @@ impl<'a> Ask<'a> {
     fn call(
         &self,
         what: &str,
-        held: impl FnOnce(
-            &dyn super::memo::HeldAnswers,
-        ) -> (Result<Vec<MetricValue>, ProviderError>, Option<Holds>),
+        held: impl FnOnce(&dyn super::memo::HeldAnswers) -> (SharedValues, Option<Holds>),
         plain: impl FnOnce(&dyn MetricsProvider) -> Result<Vec<MetricValue>, ProviderError>,
-    ) -> Result<(Vec<MetricValue>, Option<Holds>), ApiError> {
+    ) -> Result<(Arc<[MetricValue]>, Option<Holds>), ApiError> {
         let call = || match &self.state.held {
             Some(engine) => held(engine.as_ref()),
-            None => (plain(self.state.provider.as_ref()), None),
+            None => (plain(self.state.provider.as_ref()).map(Arc::from), None),
         };
         match std::panic::catch_unwind(AssertUnwindSafe(call)) {
             Ok((result, holds)) => result.map(|v| (v, holds)).map_err(ApiError::from),
@@ -149,12 +149,8 @@ pub fn custom(
         )));
     }
     let selector = LabelSelector::from_selector(&query.metric_selector);
-    let object = |v: &MetricValue| ObjectReference {
-        kind: query.kind.kind,
-        namespace: query.namespace.clone(),
-        name: v.object_name.clone(),
-        api_version: query.kind.api_version,
-    };
+    let selector = selector.as_ref();
+    let mut timestamps = Timestamps::default();
     let window = |v: &MetricValue| v.window.map(|w| w.as_secs());
     let api_version = format!("{}/{}", super::path::CUSTOM_GROUP, version.as_str());
     Ok(match version {
@@ -163,12 +159,12 @@ pub fn custom(
                 .iter()
                 .map(|v| {
                     Ok(MetricValueV1Beta1 {
-                        described_object: object(v),
-                        metric_name: query.metric.clone(),
-                        timestamp: timestamp(v.timestamp)?,
+                        described_object: described(&query, v),
+                        metric_name: &query.metric,
+                        timestamp: timestamps.format(v.timestamp)?,
                         window: window(v),
                         value: quantity(v.value, &query.metric)?,
-                        selector: selector.clone(),
+                        selector,
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
@@ -179,12 +175,12 @@ pub fn custom(
                 .iter()
                 .map(|v| {
                     Ok(MetricValueV1Beta2 {
-                        described_object: object(v),
+                        described_object: described(&query, v),
                         metric: MetricIdentifier {
-                            name: query.metric.clone(),
-                            selector: selector.clone(),
+                            name: &query.metric,
+                            selector,
                         },
-                        timestamp: timestamp(v.timestamp)?,
+                        timestamp: timestamps.format(v.timestamp)?,
                         window_seconds: window(v),
                         value: quantity(v.value, &query.metric)?,
                     })
@@ -203,6 +199,7 @@ pub fn external(ask: &Ask<'_>, namespace: String, metric: String) -> Result<Resp
         metric,
         selector: params.label_selector,
     };
+    let mut timestamps = Timestamps::default();
     let (values, holds) = ask.call(
         "external",
         |engine| engine.external_held(&query),
@@ -212,9 +209,9 @@ pub fn external(ask: &Ask<'_>, namespace: String, metric: String) -> Result<Resp
         .iter()
         .map(|v| {
             Ok(ExternalMetricValue {
-                metric_name: query.metric.clone(),
-                metric_labels: v.labels.clone(),
-                timestamp: timestamp(v.timestamp)?,
+                metric_name: &query.metric,
+                metric_labels: &v.labels,
+                timestamp: timestamps.format(v.timestamp)?,
                 window: v.window.map(|w| w.as_secs()),
                 value: quantity(v.value, &query.metric)?,
             })
@@ -228,6 +225,39 @@ pub fn external(ask: &Ask<'_>, namespace: String, metric: String) -> Result<Resp
         ),
         holds,
     ))
+}
+
+/// The object `v` describes, for `query`.
+fn described<'a>(query: &'a CustomQuery, v: &'a MetricValue) -> ObjectReference<'a> {
+    ObjectReference {
+        kind: query.kind.kind,
+        namespace: query.namespace.as_deref(),
+        name: &v.object_name,
+        api_version: query.kind.api_version,
+    }
+}
+
+/// Formats observation times, reusing the last text while the second is the same (the items of
+/// a list are mostly observed within the same few seconds).
+#[derive(Default)]
+struct Timestamps {
+    last: Option<(u64, String)>,
+}
+
+impl Timestamps {
+    fn format(&mut self, time: SystemTime) -> Result<String, ApiError> {
+        let second = time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+        if let (Some(s), Some((held, text))) = (second, &self.last)
+            && s == *held
+        {
+            return Ok(text.clone());
+        }
+        let text = timestamp(time)?;
+        if let Some(s) = second {
+            self.last = Some((s, text.clone()));
+        }
+        Ok(text)
+    }
 }
 
 fn list<T>(kind: &'static str, api_version: String, items: Vec<T>) -> List<T> {

@@ -50,8 +50,8 @@ impl Validity {
     }
 }
 
-/// An answer: values, or why there are none.
-pub type Answer = Result<Vec<MetricValue>, ProviderError>;
+/// An answer: values (shared: a hit hands out the same ones), or why there are none.
+pub type Answer = Result<Arc<[MetricValue]>, ProviderError>;
 
 /// A served-value gauge.
 pub type FloatGauge = Gauge<f64, AtomicU64>;

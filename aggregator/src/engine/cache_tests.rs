@@ -195,10 +195,13 @@ proptest! {
                         .iter()
                         .flat_map(|m| NAMESPACES.iter().flat_map(|ns| requests(m, ns)))
                     {
-                        let fresh = answer_of(&req, engine.evaluate(&req));
+                        let fresh = answer_of(&req, engine.evaluate(&req)).map(|v| v.to_vec());
                         let served = engine.answer(req.clone());
                         prop_assert_eq!(&served, &fresh, "{:?} at {}", req, now);
                         prop_assert_eq!(&engine.answer(req.clone()), &fresh, "again");
+                        // What the API's memo is handed: the same values.
+                        let held = engine.held(req.clone()).0.map(|v| v.to_vec());
+                        prop_assert_eq!(&held, &fresh, "held");
                     }
                 }
             }

@@ -255,11 +255,11 @@ pub fn evaluate_as(
             f64::NAN,
         );
     }
-    let mut groups: BTreeMap<String, Vec<&SourceWindow>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<&SourceWindow>> = BTreeMap::new();
     for w in &live {
         let group = match req.kind {
-            Kind::Pods => w.source.key.pod.clone(),
-            _ => req.object_name.clone(),
+            Kind::Pods => w.source.key.pod.as_str(),
+            _ => req.object_name.as_str(),
         };
         groups.entry(group).or_default().push(w);
     }

@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 
-use crate::api::memo::{HeldAnswers, Holds};
+use crate::api::memo::{HeldAnswers, Holds, SharedValues};
 use crate::clock::{SharedClock, to_system_time};
 use crate::policy::RuleSet;
 use crate::provider::{
@@ -116,7 +116,11 @@ impl Engine {
 
     /// The answer to `req` now: remembered while it holds, else evaluated (and remembered).
     fn answer(&self, req: Request) -> Result<Vec<MetricValue>, ProviderError> {
-        self.entry(req, false).0.answer.clone()
+        self.entry(req, false)
+            .0
+            .answer
+            .clone()
+            .map(|values| values.to_vec())
     }
 
     /// The answer to `req` with a check of whether it still holds (for the API's memo).
@@ -227,7 +231,8 @@ fn answer_of(req: &Request, ev: Evaluation) -> cache::Answer {
             timestamp: to_system_time(o.observed_at_ms),
             window,
         })
-        .collect())
+        .collect::<Vec<_>>()
+        .into())
 }
 
 /// Runs `f` with `tokio::task::block_in_place` when `heavy` and on a multi-threaded runtime
@@ -244,14 +249,14 @@ fn off_the_worker_if<T>(heavy: bool, f: impl FnOnce() -> T) -> T {
 }
 
 impl HeldAnswers for Engine {
-    fn custom_held(&self, q: &CustomQuery) -> (cache::Answer, Option<Holds>) {
+    fn custom_held(&self, q: &CustomQuery) -> (SharedValues, Option<Holds>) {
         match request::custom(q) {
             Ok(req) => self.held(req),
             Err(e) => (Err(e), None),
         }
     }
 
-    fn external_held(&self, q: &ExternalQuery) -> (cache::Answer, Option<Holds>) {
+    fn external_held(&self, q: &ExternalQuery) -> (SharedValues, Option<Holds>) {
         self.held(request::external(q))
     }
 }
