@@ -4,7 +4,10 @@
 //!
 //! Paths under `/apis` are parsed from the raw URI by [`path`] (so `%2A` and `deployments.apps`
 //! work); every error is a Kubernetes `Status`; every request is counted under a bounded route
-//! label.
+//! label. With an engine behind it ([`ApiState::with_held_answers`]), value answers are
+//! remembered rendered ([`memo`]) and repeated requests are served before routing ([`Api`]):
+//! GET value answers only, so the webhook's POST and every refused caller (401) always reach
+//! the router.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +21,7 @@ use axum::routing::{get, post};
 mod aggregated;
 pub mod auth;
 mod discovery;
+pub mod memo;
 mod metrics;
 pub mod mutate;
 mod openapi;
@@ -41,6 +45,8 @@ pub struct ApiState {
     openapi_v2: Arc<Vec<u8>>,
     auth: Option<Arc<auth::Authenticator>>,
     webhook: Arc<mutate::Webhook>,
+    held: Option<Arc<dyn memo::HeldAnswers>>,
+    memo: Arc<memo::ResponseMemo>,
 }
 
 impl ApiState {
@@ -53,12 +59,21 @@ impl ApiState {
             telemetry,
             openapi_v2: Arc::new(openapi_v2),
             auth: None,
+            held: None,
+            memo: Arc::default(),
         }
     }
 
     /// The injection webhook injects with `settings` (default: `InjectSettings::default()`).
     pub fn with_inject(mut self, settings: crate::inject::InjectSettings) -> Self {
         self.webhook = Arc::new(self.webhook.with_settings(settings));
+        self
+    }
+
+    /// Asks `held` (the engine, which is also the provider) for value answers, so that their
+    /// rendered bodies are remembered while they hold and served before routing.
+    pub fn with_held_answers(mut self, held: Arc<dyn memo::HeldAnswers>) -> Self {
+        self.held = Some(held);
         self
     }
 
@@ -79,9 +94,30 @@ fn labelled(route: &'static str, response: impl IntoResponse) -> Response {
     response
 }
 
-/// Builds the router. Serve it only through [`crate::tls::serve`]: never over plain HTTP.
-pub fn router(state: ApiState) -> Router {
-    Router::new()
+/// The metrics API as served: the router, and the response memo in front of it.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    state: ApiState,
+}
+
+impl Api {
+    /// The remembered response to `req`, when the memo holds one that still holds (and the
+    /// caller is authenticated); else `req` goes to [`Api::router`].
+    pub fn remembered<B>(&self, req: &axum::http::Request<B>) -> Option<Response> {
+        self.state.held.as_ref()?;
+        self.state.memo.serve(&self.state, req)
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+}
+
+/// Builds the API. Serve it only through [`crate::tls::serve`]: never over plain HTTP.
+pub fn router(state: ApiState) -> Api {
+    let router = Router::new()
         .route("/apis", get(apis))
         .route("/apis/", get(apis))
         .route("/apis/{*rest}", get(apis_path))
@@ -101,7 +137,8 @@ pub fn router(state: ApiState) -> Router {
             post(mutate::mutate).with_state(state.webhook.clone()),
         )
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state.clone());
+    Api { router, state }
 }
 
 async fn observe(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -164,12 +201,16 @@ async fn apis_path(State(state): State<ApiState>, uri: Uri) -> Response {
             };
             labelled(
                 route,
-                metrics::custom(state.provider.as_ref(), version, custom, &uri),
+                metrics::custom(&metrics::Ask::new(&state, route, &uri), version, custom),
             )
         }
         ApiPath::External { namespace, metric } => labelled(
             "external",
-            metrics::external(state.provider.as_ref(), namespace, metric, &uri),
+            metrics::external(
+                &metrics::Ask::new(&state, "external", &uri),
+                namespace,
+                metric,
+            ),
         ),
     }
 }

@@ -292,6 +292,7 @@ impl App {
         }
         let router = crate::api::router(
             crate::api::ApiState::new(engine.clone(), telemetry.clone())
+                .with_held_answers(engine.clone())
                 .with_authenticator(authenticator)
                 .with_inject(settings.inject),
         );

@@ -2,9 +2,14 @@
 //! covering the longest configured window, each slot holding the ages observed in it in the
 //! window's own packed form ([`slot`], [`buckets`]). Memory per source is bounded by the slot
 //! count and the summary's bucket limit, never by the message rate. `examples/window_memory.rs`:
-//! 10 000 sources each reporting 50 ages a second spread over 0.5–8 s grow the RSS by 41 MiB
-//! (≈ 4.3 KB a source; 47 MiB at 200 ages a second), down from 44 and 49 MiB when slots held
-//! the wire type.
+//! 10 000 sources each reporting 50 ages a second spread over 0.5–8 s grow the RSS by 21 MiB
+//! (≈ 2.3 KB a source), down from 41 MiB before issue 13 (two-varint bucket pairs, a 96-byte
+//! slot beside its buffer, a label map and key strings per source and per index entry). Label
+//! sets are shared ([`labels`]); keys are shared with the namespace index and with reads.
+//!
+//! Every change to a source (a report, a watch poll, a goodbye, an eviction) moves its namespace's stamp
+//! ([`Stamp`]), which is how the engine's result cache knows an answer no longer holds; reads
+//! ([`read`]) reuse each source's last merge while nothing changed.
 //!
 //! Sources are consumer pods (sidecar reports, through [`WindowStore::ingest`]) and the queues
 //! the aggregator watches itself ([`watched`]: queue state, no ages, through
@@ -17,19 +22,23 @@
 
 mod buckets;
 mod dedup;
+mod labels;
+mod read;
 mod ring;
 mod slot;
 pub mod sweep;
 mod types;
 pub mod watched;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use dashmap::DashMap;
-use dwell_proto::summary::{AgeSummary, DenseAccumulator};
+use dwell_proto::summary::AgeSummary;
 
 pub use dedup::SeenReports;
+use labels::{LabelSets, Labels};
 use ring::Ring;
 pub use types::*;
 pub use watched::{WatchPoll, WatchedQueue};
@@ -37,11 +46,11 @@ pub use watched::{WatchPoll, WatchedQueue};
 /// Target number of slots per longest window: the window's edge is exact to one slot width.
 pub const SLOTS_PER_WINDOW: i64 = 6;
 
-/// Everything held for one source.
+/// Everything held for one source (its key is the map's).
 #[derive(Debug, Clone)]
 struct SourceState {
-    labels: BTreeMap<String, String>,
-    peer: String,
+    labels: Labels,
+    peer: Arc<str>,
     first_seen_ms: i64,
     last_report_ms: i64,
     reports: u64,
@@ -53,14 +62,17 @@ struct SourceState {
     seen: SeenReports,
     /// What the aggregator's own queue watch saw (watched sources only, see [`watched`]).
     watched: Option<WatchedQueue>,
+    /// Bumped by every change to `slots` (a report, a prune).
+    version: u64,
+    /// The last merge a read made of this source's slots, reused while it holds.
+    merged: Option<Box<read::Merged>>,
 }
 
 impl SourceState {
-    /// A source first seen at `now_ms`, with nothing observed yet.
-    fn new(now_ms: i64) -> Self {
+    fn new(now_ms: i64, labels: Labels, peer: Arc<str>) -> Self {
         Self {
-            labels: BTreeMap::new(),
-            peer: String::new(),
+            labels,
+            peer,
             first_seen_ms: now_ms,
             last_report_ms: now_ms,
             reports: 0,
@@ -71,17 +83,57 @@ impl SourceState {
             counters: SidecarCounters::default(),
             seen: SeenReports::default(),
             watched: None,
+            version: 0,
+            merged: None,
         }
     }
+
+    fn view(&self, key: &Arc<SourceKey>) -> SourceView {
+        SourceView {
+            key: key.clone(),
+            labels: self.labels.clone(),
+            peer: self.peer.clone(),
+            first_seen_ms: self.first_seen_ms,
+            last_report_ms: self.last_report_ms,
+            reports: self.reports,
+            samples: self.samples,
+            last_sample: self.last_sample,
+            queue_state: self.queue_state,
+            counters: self.counters,
+            watched: self.watched.clone(),
+        }
+    }
+}
+
+/// One namespace's sources (in key order, so a read needs no sort) and its change stamp.
+#[derive(Debug)]
+struct Namespace {
+    keys: BTreeSet<Arc<SourceKey>>,
+    /// The value of [`WindowStore::changes`] taken by the last change to any of these sources.
+    /// Always replaced by a swap (a read-modify-write), so a reader's acquire load of any later
+    /// value also sees every change made before an earlier one.
+    stamp: AtomicU64,
+}
+
+/// What a read's answer depends on in the store, taken before the read: equal stamps mean that
+/// nothing the read walked has changed since (no report, goodbye or eviction), so an answer
+/// computed then still holds, as far as the store goes (time is the reader's business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    namespace_held: bool,
+    value: u64,
 }
 
 /// The per-source windows of every source.
 #[derive(Debug)]
 pub struct WindowStore {
-    sources: DashMap<SourceKey, SourceState>,
+    sources: DashMap<Arc<SourceKey>, SourceState>,
     /// Source keys by namespace, so a read walks only its namespace's sources. Lock order: a
     /// holder of an index shard may take a source shard, never the other way round.
-    by_namespace: DashMap<String, HashSet<SourceKey>>,
+    by_namespace: DashMap<String, Namespace>,
+    labels: LabelSets,
+    /// Counts every change to any source; its values are the stamps.
+    changes: AtomicU64,
     slot_width_ms: AtomicI64,
     span_ms: AtomicI64,
 }
@@ -98,6 +150,8 @@ impl WindowStore {
         let store = Self {
             sources: DashMap::new(),
             by_namespace: DashMap::new(),
+            labels: LabelSets::default(),
+            changes: AtomicU64::new(1),
             slot_width_ms: AtomicI64::new(1000),
             span_ms: AtomicI64::new(1000),
         };
@@ -119,41 +173,100 @@ impl WindowStore {
         self.slot_width_ms.load(Ordering::Relaxed)
     }
 
+    /// The stamp of what a read of `namespace` (None: every namespace) walks. Take it before
+    /// the read: a change during the read then shows as a different stamp afterwards.
+    pub fn stamp(&self, namespace: Option<&str>) -> Stamp {
+        let held = namespace.and_then(|ns| {
+            self.by_namespace
+                .get(ns)
+                .map(|n| n.stamp.load(Ordering::Acquire))
+        });
+        match held {
+            Some(value) => Stamp {
+                namespace_held: true,
+                value,
+            },
+            // Every namespace, or one holding no source: any change anywhere counts (a source
+            // appearing there and leaving again must not give back the earlier stamp).
+            None => Stamp {
+                namespace_held: false,
+                value: self.changes.load(Ordering::Acquire),
+            },
+        }
+    }
+
+    /// Records a change to a source of `namespace`, after the change itself.
+    fn touch(&self, namespace: &str) {
+        let stamp = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        if let Some(ns) = self.by_namespace.get(namespace) {
+            ns.stamp.swap(stamp, Ordering::AcqRel);
+        }
+    }
+
     /// Takes one report into its source's window, unless it is a resend.
-    pub fn ingest(&self, obs: Observation, now_ms: i64) -> Taken {
+    pub fn ingest(&self, mut obs: Observation, now_ms: i64) -> Taken {
         let width = self.slot_width_ms();
         let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
-        let key = obs.key.clone();
-        let mut created = false;
-        let taken = self.ingest_into(obs, now_ms, width, oldest, &mut created);
-        if created {
-            // After the source's shard lock is released (see the lock order on `by_namespace`).
-            self.by_namespace
-                .entry(key.namespace.clone())
-                .or_default()
-                .insert(key);
-        }
+        let key = std::mem::take(&mut obs.key);
+        let taken = match self.sources.get_mut(&key) {
+            Some(mut held) => self.take(held.value_mut(), obs, now_ms, width, oldest),
+            None => {
+                let key = Arc::new(key);
+                let taken = {
+                    let mut entry = self.sources.entry(key.clone()).or_insert_with(|| {
+                        SourceState::new(now_ms, Labels::default(), obs.peer.clone())
+                    });
+                    self.take(entry.value_mut(), obs, now_ms, width, oldest)
+                };
+                // After the source's shard lock is released (see the lock order on `by_namespace`).
+                self.index(&key);
+                self.note(taken, &key.namespace);
+                return taken;
+            }
+        };
+        self.note(taken, &key.namespace);
         taken
     }
 
-    fn ingest_into(
+    /// Adds a new source's key to its namespace's index. Call it with no source shard held.
+    fn index(&self, key: &Arc<SourceKey>) {
+        let fresh = self.changes.fetch_add(1, Ordering::AcqRel) + 1;
+        self.by_namespace
+            .entry(key.namespace.clone())
+            .or_insert_with(|| Namespace {
+                keys: BTreeSet::new(),
+                stamp: AtomicU64::new(fresh),
+            })
+            .keys
+            .insert(key.clone());
+    }
+
+    /// Touches the namespace when a report changed its source.
+    fn note(&self, taken: Taken, namespace: &str) {
+        if taken != Taken::Duplicate {
+            self.touch(namespace);
+        }
+    }
+
+    fn take(
         &self,
+        state: &mut SourceState,
         obs: Observation,
         now_ms: i64,
         width: i64,
         oldest: i64,
-        created: &mut bool,
     ) -> Taken {
-        let mut entry = self.sources.entry(obs.key).or_insert_with(|| {
-            *created = true;
-            SourceState::new(now_ms)
-        });
-        let state = entry.value_mut();
         if !state.seen.first_time(obs.instance, obs.seq) {
             return Taken::Duplicate;
         }
-        state.labels = obs.labels;
-        state.peer = obs.peer;
+        state.version += 1;
+        // Unchanged labels and peer (every report but the first, as a rule) cost no allocation.
+        if *state.labels != obs.labels {
+            state.labels = self.labels.intern(obs.labels);
+        }
+        if state.peer != obs.peer {
+            state.peer = obs.peer;
+        }
         state.last_report_ms = state.last_report_ms.max(now_ms);
         state.reports += 1;
         if let Some(q) = obs.queue_state
@@ -197,7 +310,7 @@ impl WindowStore {
                     note_last(&mut state.last_sample, age, at);
                 }
                 if at_ms >= oldest && summary.count() > 0 {
-                    state.slots.slot_for(at_ms, width).merge(&summary);
+                    state.slots.slot_for(at_ms, width).merge_valid(&summary);
                     accepted = summary.count();
                 }
             }
@@ -210,6 +323,9 @@ impl WindowStore {
     /// Forgets a source at once (the sidecar said goodbye). Returns whether it was held.
     pub fn remove(&self, key: &SourceKey) -> bool {
         let held = self.sources.remove(key).is_some();
+        if held {
+            self.touch(&key.namespace);
+        }
         self.unindex(key);
         held
     }
@@ -217,13 +333,21 @@ impl WindowStore {
     /// Drops `key` from the namespace index unless the source is (again) held. Runs under the
     /// index shard's lock, so an ingest re-creating the source cannot slip between check and removal.
     fn unindex(&self, key: &SourceKey) {
-        if let Some(mut keys) = self.by_namespace.get_mut(&key.namespace)
+        if let Some(mut ns) = self.by_namespace.get_mut(&key.namespace)
             && !self.sources.contains_key(key)
         {
-            keys.remove(key);
+            ns.keys.remove(key);
         }
         self.by_namespace
-            .remove_if(&key.namespace, |_, keys| keys.is_empty());
+            .remove_if(&key.namespace, |_, ns| ns.keys.is_empty());
+    }
+
+    /// Number of sources a read of `namespace` (None: every namespace) walks.
+    pub fn sources_in(&self, namespace: Option<&str>) -> usize {
+        match namespace {
+            Some(ns) => self.by_namespace.get(ns).map_or(0, |ns| ns.keys.len()),
+            None => self.sources.len(),
+        }
     }
 
     /// Number of sources held (live or stale).
@@ -241,6 +365,8 @@ impl WindowStore {
         let oldest = now_ms - self.span_ms.load(Ordering::Relaxed);
         let mut counts = SweepCounts::default();
         let mut evicted = Vec::new();
+        // Dropping slots that ended before the longest window changes no read (no rule's window
+        // reaches them), so it needs no touch; an eviction does.
         self.sources.retain(|key, state| {
             let silent = now_ms - state.last_report_ms;
             if silent > stale_after_ms.saturating_add(evict_after_ms) {
@@ -253,12 +379,16 @@ impl WindowStore {
             } else {
                 counts.live += 1;
             }
-            state.slots.prune(oldest);
+            if state.slots.prune(oldest) > 0 {
+                state.version += 1;
+            }
             true
         });
         for key in &evicted {
+            self.touch(&key.namespace);
             self.unindex(key);
         }
+        self.labels.forget_unused();
         counts
     }
 
@@ -271,102 +401,45 @@ impl WindowStore {
             .sources
             .iter()
             .filter(|e| keep(e.key(), &e.value().labels))
-            .map(|e| snapshot(e.key(), e.value()))
+            .map(|e| e.value().view(e.key()).snapshot())
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
-    /// The selected sources with their ages over the last `window_ms` before `now_ms`. A slot
-    /// counts when any part of it lies in the window.
-    /// `namespace` narrows the walk to one namespace's sources (None: every source).
-    pub fn window(
-        &self,
-        window_ms: i64,
-        now_ms: i64,
-        namespace: Option<&str>,
-        mut keep: impl FnMut(&SourceKey, &BTreeMap<String, String>) -> bool,
-    ) -> Vec<SourceWindow> {
-        let from = now_ms - window_ms;
-        // One dense scratch array for the whole read: merging a slot is array adds, not a new
-        // sparse vector per merge (BENCHMARKS.md note A).
-        let mut acc = DenseAccumulator::new();
-        let mut one = |key: &SourceKey, state: &SourceState| {
-            if !keep(key, &state.labels) {
-                return None;
-            }
-            let mut earliest = from;
-            for slot in state.slots.iter() {
-                if slot.overlaps(from, now_ms) {
-                    slot.ages.add_to(&mut acc);
-                    earliest = earliest.min(slot.start_ms);
-                }
-            }
-            Some(SourceWindow {
-                source: snapshot(key, state),
-                ages: acc.finish(),
-                span_ms: now_ms - earliest,
-            })
-        };
-        let mut out: Vec<SourceWindow> = match namespace {
-            Some(ns) => {
-                // Copy the keys first: no source lock is taken while an index lock is held here.
-                let keys: Vec<SourceKey> = self
-                    .by_namespace
-                    .get(ns)
-                    .map(|keys| keys.iter().cloned().collect())
-                    .unwrap_or_default();
-                keys.iter()
-                    .filter_map(|k| self.sources.get(k).and_then(|e| one(e.key(), e.value())))
-                    .collect()
-            }
-            None => self
-                .sources
-                .iter()
-                .filter_map(|e| one(e.key(), e.value()))
-                .collect(),
-        };
-        out.sort_by(|a, b| a.source.key.cmp(&b.source.key));
-        out
-    }
-
     /// Approximate bytes held per source (keys, labels, slots, summaries), for the memory bench.
+    /// Shared label sets count once.
     pub fn approx_bytes(&self) -> usize {
-        self.sources
+        let labels: usize = self
+            .sources
+            .iter()
+            .map(|e| {
+                let set = &e.value().labels;
+                let bytes: usize = set.iter().map(|(a, b)| a.len() + b.len() + 64).sum();
+                bytes / Arc::strong_count(set).saturating_sub(1).max(1)
+            })
+            .sum();
+        let per_source: usize = self
+            .sources
             .iter()
             .map(|e| {
                 let k = e.key();
                 let s = e.value();
                 let strings = k.namespace.len() + k.pod.len() + k.queue.len() + k.vhost.len();
-                let labels: usize = s.labels.iter().map(|(a, b)| a.len() + b.len() + 64).sum();
-                std::mem::size_of::<(SourceKey, SourceState)>()
+                std::mem::size_of::<(Arc<SourceKey>, SourceState)>()
+                    + std::mem::size_of::<SourceKey>()
                     + strings
-                    + labels
+                    + s.peer.len()
                     + s.slots.approx_bytes()
             })
-            .sum()
+            .sum();
+        labels + per_source
     }
 }
 
 fn note_last(last: &mut Option<(i64, i64)>, age: i64, at: i64) {
     if last.is_none_or(|(_, t)| at >= t) {
         *last = Some((age, at));
-    }
-}
-
-fn snapshot(key: &SourceKey, s: &SourceState) -> SourceSnapshot {
-    SourceSnapshot {
-        key: key.clone(),
-        labels: s.labels.clone(),
-        peer: s.peer.clone(),
-        first_seen_ms: s.first_seen_ms,
-        last_report_ms: s.last_report_ms,
-        reports: s.reports,
-        samples: s.samples,
-        last_sample: s.last_sample,
-        queue_state: s.queue_state,
-        counters: s.counters,
-        watched: s.watched.clone(),
     }
 }
 

@@ -58,6 +58,11 @@ impl CpuMeter {
         }
     }
 
+    /// Seconds since the start.
+    pub fn elapsed_secs(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
     /// Share of one core used since the start (1.0 = one full core).
     pub fn cores(&self) -> f64 {
         let used = cpu_seconds(self.pid).unwrap_or(self.start_cpu) - self.start_cpu;

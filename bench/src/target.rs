@@ -20,7 +20,16 @@ impl Aggregator {
     /// Starts `dwell-aggregator` (next to the bench binary) with `extra` flags and an optional
     /// rules file, and waits until both listeners are up.
     pub async fn start(config: Option<&Path>, extra: &[&str]) -> anyhow::Result<Self> {
-        let bin = sibling_binary("dwell-aggregator")?;
+        Self::start_binary(&sibling_binary("dwell-aggregator")?, config, extra).await
+    }
+
+    /// The same with the aggregator binary at `bin` (e.g. a baseline build kept aside, to
+    /// compare two builds in one command).
+    pub async fn start_binary(
+        bin: &Path,
+        config: Option<&Path>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut args: Vec<String> = [
             "--metrics-addr",
             "127.0.0.1:0",
@@ -34,7 +43,7 @@ impl Aggregator {
             args.push(c.display().to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let process = Process::spawn("aggregator", &bin, &args)?;
+        let process = Process::spawn("aggregator", bin, &args)?;
         let wait = Duration::from_secs(30);
         let metrics = process
             .wait_for("metrics API listening on https://", wait)

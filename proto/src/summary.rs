@@ -243,58 +243,7 @@ impl AgeSummary {
 
     /// Validates and converts a summary received on the wire.
     pub fn from_proto(p: &v1::Summary) -> Result<Self, SummaryError> {
-        if p.buckets.len() > MAX_BUCKETS {
-            return Err(SummaryError::Buckets("too many buckets"));
-        }
-        let max_index = bucket_index(MAX_AGE_MS as f64);
-        let mut total = p.zero_count;
-        let mut prev: Option<i32> = None;
-        for b in &p.buckets {
-            if b.index < 0 || b.index > max_index {
-                return Err(SummaryError::Buckets("bucket index out of range"));
-            }
-            if prev.is_some_and(|pi| pi >= b.index) {
-                return Err(SummaryError::Buckets(
-                    "bucket indexes must strictly increase",
-                ));
-            }
-            if b.count == 0 {
-                return Err(SummaryError::Buckets("empty bucket"));
-            }
-            prev = Some(b.index);
-            total = total
-                .checked_add(b.count)
-                .ok_or(SummaryError::Inconsistent("bucket counts overflow"))?;
-        }
-        if total != p.count {
-            return Err(SummaryError::Inconsistent(
-                "count differs from the bucket total",
-            ));
-        }
-        if p.redelivered > p.count {
-            return Err(SummaryError::Inconsistent("more redelivered than counted"));
-        }
-        if p.count > 0 {
-            for age in [p.min_ms, p.max_ms, p.last_age_ms] {
-                if !(0..=MAX_AGE_MS).contains(&age) {
-                    return Err(SummaryError::AgeOutOfRange(age));
-                }
-            }
-            if p.min_ms > p.max_ms {
-                return Err(SummaryError::Inconsistent("min exceeds max"));
-            }
-            let lo = p.min_ms as f64 * p.count as f64;
-            let hi = p.max_ms as f64 * p.count as f64;
-            // Allow for float rounding in the sender's sum.
-            let slack = 1e-9 * hi.max(1.0);
-            if !p.sum_ms.is_finite() || p.sum_ms < lo - slack || p.sum_ms > hi + slack {
-                return Err(SummaryError::Inconsistent("sum outside count × [min, max]"));
-            }
-        } else if p.sum_ms != 0.0 || p.redelivered != 0 {
-            return Err(SummaryError::Inconsistent(
-                "an empty summary must have zero sum",
-            ));
-        }
+        check(p)?;
         Ok(Self {
             count: p.count,
             sum_ms: p.sum_ms,
@@ -306,6 +255,133 @@ impl AgeSummary {
             last_age_ms: p.last_age_ms,
             last_observed_at_ms: p.last_observed_at_ms,
         })
+    }
+}
+
+/// The checks of [`AgeSummary::from_proto`]: a wire summary that passes them is consistent with
+/// itself (counts, extremes, sum, sorted in-range buckets) and safe to merge.
+fn check(p: &v1::Summary) -> Result<(), SummaryError> {
+    if p.buckets.len() > MAX_BUCKETS {
+        return Err(SummaryError::Buckets("too many buckets"));
+    }
+    let max_index = bucket_index(MAX_AGE_MS as f64);
+    let mut total = p.zero_count;
+    let mut prev: Option<i32> = None;
+    for b in &p.buckets {
+        if b.index < 0 || b.index > max_index {
+            return Err(SummaryError::Buckets("bucket index out of range"));
+        }
+        if prev.is_some_and(|pi| pi >= b.index) {
+            return Err(SummaryError::Buckets(
+                "bucket indexes must strictly increase",
+            ));
+        }
+        if b.count == 0 {
+            return Err(SummaryError::Buckets("empty bucket"));
+        }
+        prev = Some(b.index);
+        total = total
+            .checked_add(b.count)
+            .ok_or(SummaryError::Inconsistent("bucket counts overflow"))?;
+    }
+    if total != p.count {
+        return Err(SummaryError::Inconsistent(
+            "count differs from the bucket total",
+        ));
+    }
+    if p.redelivered > p.count {
+        return Err(SummaryError::Inconsistent("more redelivered than counted"));
+    }
+    if p.count > 0 {
+        for age in [p.min_ms, p.max_ms, p.last_age_ms] {
+            if !(0..=MAX_AGE_MS).contains(&age) {
+                return Err(SummaryError::AgeOutOfRange(age));
+            }
+        }
+        if p.min_ms > p.max_ms {
+            return Err(SummaryError::Inconsistent("min exceeds max"));
+        }
+        let lo = p.min_ms as f64 * p.count as f64;
+        let hi = p.max_ms as f64 * p.count as f64;
+        // Allow for float rounding in the sender's sum.
+        let slack = 1e-9 * hi.max(1.0);
+        if !p.sum_ms.is_finite() || p.sum_ms < lo - slack || p.sum_ms > hi + slack {
+            return Err(SummaryError::Inconsistent("sum outside count × [min, max]"));
+        }
+    } else if p.sum_ms != 0.0 || p.redelivered != 0 {
+        return Err(SummaryError::Inconsistent(
+            "an empty summary must have zero sum",
+        ));
+    }
+    Ok(())
+}
+
+/// A wire summary that passed [`AgeSummary::from_proto`]'s checks, kept in its wire form. The
+/// aggregator merges it into a window slot directly: no [`AgeSummary`] (and no bucket vector of
+/// its own) is built per report. Reads give what the equivalent [`AgeSummary`] would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSummary(v1::Summary);
+
+impl ValidSummary {
+    /// Checks `p` exactly as [`AgeSummary::from_proto`] does.
+    pub fn new(p: v1::Summary) -> Result<Self, SummaryError> {
+        check(&p)?;
+        Ok(Self(p))
+    }
+
+    /// Number of ages summarised.
+    pub fn count(&self) -> u64 {
+        self.0.count
+    }
+    /// Sum of the ages in milliseconds.
+    pub fn sum_ms(&self) -> f64 {
+        self.0.sum_ms
+    }
+    /// Smallest age (None when empty).
+    pub fn min_ms(&self) -> Option<i64> {
+        (self.0.count > 0).then_some(self.0.min_ms)
+    }
+    /// Largest age (None when empty).
+    pub fn max_ms(&self) -> Option<i64> {
+        (self.0.count > 0).then_some(self.0.max_ms)
+    }
+    /// Ages below 1 ms.
+    pub fn zero_count(&self) -> u64 {
+        self.0.zero_count
+    }
+    /// Ages from redelivered messages.
+    pub fn redelivered(&self) -> u64 {
+        self.0.redelivered
+    }
+    /// The most recent age and when it was observed (None when empty).
+    pub fn last(&self) -> Option<(i64, i64)> {
+        (self.0.count > 0).then_some((self.0.last_age_ms, self.0.last_observed_at_ms))
+    }
+    /// Populated buckets `(index, count)`, strictly increasing by index, counts > 0.
+    pub fn buckets(&self) -> impl ExactSizeIterator<Item = (i32, u64)> + Clone + '_ {
+        self.0.buckets.iter().map(|b| (b.index, b.count))
+    }
+    /// The same ages as an [`AgeSummary`] (what `from_proto` would have built).
+    pub fn to_summary(&self) -> AgeSummary {
+        let p = &self.0;
+        AgeSummary {
+            count: p.count,
+            sum_ms: p.sum_ms,
+            min_ms: if p.count > 0 { p.min_ms } else { 0 },
+            max_ms: if p.count > 0 { p.max_ms } else { 0 },
+            zero_count: p.zero_count,
+            buckets: self.buckets().collect(),
+            redelivered: p.redelivered,
+            last_age_ms: p.last_age_ms,
+            last_observed_at_ms: p.last_observed_at_ms,
+        }
+    }
+}
+
+impl From<&AgeSummary> for ValidSummary {
+    /// An [`AgeSummary`] is valid by construction.
+    fn from(s: &AgeSummary) -> Self {
+        Self(s.to_proto())
     }
 }
 
@@ -384,12 +460,64 @@ impl DenseAccumulator {
         let mut out = std::mem::take(&mut self.head);
         if self.lo <= self.hi {
             let range = &mut self.counts[self.lo..=self.hi];
-            out.buckets = range
+            // Sized exactly: a read holds one of these per source it selected at once.
+            let mut buckets = Vec::with_capacity(range.iter().filter(|c| **c > 0).count());
+            buckets.extend(
+                range
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(i, c)| ((self.lo + i) as i32, *c)),
+            );
+            out.buckets = buckets;
+            range.fill(0);
+        }
+        self.lo = usize::MAX;
+        self.hi = 0;
+        out
+    }
+
+    /// The merged summary, keeping only the buckets that answer `quantiles` (each as passed to
+    /// [`AgeSummary::quantile_ms`]): that method gives exactly what it gives on the full merge
+    /// for each of them, and every scalar is the full merge's. The buckets between two kept ones
+    /// are folded into one (at the first's index), so the counts still add up. A read that holds
+    /// many sources' summaries at once keeps a handful of buckets per source instead of hundreds.
+    /// The accumulator is empty again afterwards.
+    pub fn finish_for(&mut self, quantiles: &[f64]) -> AgeSummary {
+        let mut out = std::mem::take(&mut self.head);
+        if self.lo <= self.hi {
+            // The ranks `quantile_ms` looks for, computed as it computes them.
+            let mut ranks: Vec<u64> = quantiles
                 .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, c)| ((self.lo + i) as i32, *c))
+                .filter(|q| q.is_finite())
+                .map(|q| ((q.clamp(0.0, 1.0) * out.count as f64).ceil() as u64).max(1))
+                .filter(|&rank| rank > out.zero_count)
                 .collect();
+            ranks.sort_unstable();
+            let mut ranks = ranks.into_iter().peekable();
+            let mut buckets = Vec::with_capacity(2 * quantiles.len() + 1);
+            let mut folded: Option<(i32, u64)> = None;
+            let mut seen = out.zero_count;
+            let range = &mut self.counts[self.lo..=self.hi];
+            for (i, &c) in range.iter().enumerate().filter(|(_, c)| **c > 0) {
+                let index = (self.lo + i) as i32;
+                let before = seen;
+                seen += c;
+                while ranks.next_if(|&r| r <= before).is_some() {}
+                if ranks.next_if(|&r| r <= seen).is_some() {
+                    // This bucket answers a quantile: kept as it is.
+                    while ranks.next_if(|&r| r <= seen).is_some() {}
+                    buckets.extend(folded.take());
+                    buckets.push((index, c));
+                } else {
+                    match &mut folded {
+                        Some((_, n)) => *n += c,
+                        None => folded = Some((index, c)),
+                    }
+                }
+            }
+            buckets.extend(folded);
+            out.buckets = buckets;
             range.fill(0);
         }
         self.lo = usize::MAX;

@@ -1,11 +1,14 @@
 //! One evaluation of a rule for one request, recording every step. Serving and `Explain` both
-//! run this same code, so what Explain shows is what the HPA gets.
+//! run this same code, so what Explain shows is what the HPA gets; serving only skips building
+//! the steps' text and the inputs' copies ([`Mode`]). Every evaluation also says until when its
+//! answer holds as time passes with the window unchanged ([`Evaluation::valid_until_ms`]), which
+//! is what lets the engine cache answers exactly.
 use std::collections::BTreeMap;
 
 use crate::clock::rfc3339;
 use crate::policy::{OnMissing, Rule, RuleSet, Statistic};
 use crate::selector::Selector;
-use crate::window::{SourceSnapshot, SourceWindow, WindowStore};
+use crate::window::{BucketsKept, SourceSnapshot, SourceWindow, WindowStore};
 
 use super::watched;
 
@@ -97,16 +100,34 @@ pub struct Outcome {
 /// The whole evaluation: inputs, steps, and values or why there are none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// The rule used (None when no rule has the name).
+    /// The rule used (None when no rule has the name; also None when serving).
     pub rule: Option<Rule>,
-    /// Every source the rule selected, live or stale.
+    /// Every source the rule selected, live or stale (empty when serving).
     pub inputs: Vec<SourceSnapshot>,
-    /// Steps in order.
+    /// Steps in order (empty when serving).
     pub steps: Vec<Step>,
     /// Values; empty when there are none.
     pub outcomes: Vec<Outcome>,
     /// Why there is no value (when `outcomes` is empty).
     pub missing: Option<String>,
+    /// The rule's window (None when no rule has the name).
+    pub window_ms: Option<i64>,
+    /// The answer (outcomes and missing) is the same at every time from the evaluation's `now`
+    /// up to and including this one, as long as the window and the rules do not change. Each
+    /// step that reads the clock lowers it (slots entering or leaving the window, a source going
+    /// stale, a stall starting or growing, a rate's span, a fallback stamped now).
+    pub valid_until_ms: i64,
+    /// Whether steps and inputs are recorded.
+    mode: Mode,
+}
+
+/// What an evaluation records besides the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Everything `Explain` shows: the rule, the inputs, every step's text.
+    Explain,
+    /// Only the answer (what the HPA gets): no step text is formatted, nothing is copied.
+    Serve,
 }
 
 /// A source's contribution to a group.
@@ -117,20 +138,51 @@ pub(super) struct Contribution {
     pub(super) vars: BTreeMap<String, f64>,
     /// Observation time of the newest data used.
     pub(super) observed_at_ms: i64,
+    /// The contribution is the same up to this time (a stall starts, or grows).
+    pub(super) holds_until_ms: i64,
 }
 
-/// Evaluates `req` against the rules and the window at `now_ms`.
+/// Evaluates `req` against the rules and the window at `now_ms`, with every step (`Explain`).
 pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64) -> Evaluation {
-    let rule = match req.kind {
+    evaluate_as(Mode::Explain, rules, store, req, now_ms)
+}
+
+/// The rule `req` asks for.
+pub fn rule_for<'a>(rules: &'a RuleSet, req: &Request) -> Option<&'a Rule> {
+    match req.kind {
         Kind::External => rules.external(&req.metric),
         _ => rules.custom(&req.metric),
-    };
+    }
+}
+
+/// The namespace whose sources `req` reads (None: every namespace), once its rule is known.
+pub fn scope_of<'a>(rule: &'a Rule, req: &'a Request) -> Option<&'a str> {
+    rule.sources.namespace_scope(req.namespace())
+}
+
+/// Evaluates `req` at `now_ms`, recording what `mode` asks for. The answer is the same in both
+/// modes.
+pub fn evaluate_as(
+    mode: Mode,
+    rules: &RuleSet,
+    store: &WindowStore,
+    req: &Request,
+    now_ms: i64,
+) -> Evaluation {
+    let rule = rule_for(rules, req);
     let mut ev = Evaluation {
-        rule: rule.cloned(),
+        rule: if mode == Mode::Explain {
+            rule.cloned()
+        } else {
+            None
+        },
         inputs: Vec::new(),
         steps: Vec::new(),
         outcomes: Vec::new(),
         missing: None,
+        window_ms: rule.map(|r| r.window_ms),
+        valid_until_ms: i64::MAX,
+        mode,
     };
     let Some(rule) = rule else {
         ev.missing = Some(format!("no rule serves a metric named {:?}", req.metric));
@@ -147,40 +199,78 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
         ));
         return ev;
     }
-    ev.step(format!("{rule}"), f64::NAN);
+    ev.step(|| format!("{rule}"), f64::NAN);
     let request_ns = req.namespace();
-    let scope = rule.sources.namespace_scope(request_ns);
-    let windows = store.window(rule.window_ms, now_ms, scope, |key, labels| {
+    let scope = scope_of(rule, req);
+    // Serving keeps only the buckets the rule's percentiles need; Explain, the reference, all.
+    let quantiles: Vec<f64> = std::iter::once(rule.statistic)
+        .chain(
+            rule.formula
+                .iter()
+                .flat_map(|f| f.statistics().iter().copied()),
+        )
+        .filter_map(|s| match s {
+            Statistic::Percentile(p) => Some(p / 100.0),
+            _ => None,
+        })
+        .collect();
+    let kept = match mode {
+        Mode::Explain => BucketsKept::All,
+        Mode::Serve => BucketsKept::Answering(&quantiles),
+    };
+    let windows = store.window(rule.window_ms, now_ms, scope, kept, |key, labels| {
         rule.sources.admits(request_ns, key, labels)
             && watched::admits(req.kind, key)
-            && req
-                .metric_selector
-                .matches(&series_labels(&key.queue, &key.vhost, labels))
+            && (req.metric_selector.is_empty()
+                || req
+                    .metric_selector
+                    .matches(&series_labels(&key.queue, &key.vhost, labels)))
             && match &req.pods {
                 Pods::Any => true,
                 Pods::Named(pod) => key.pod == *pod,
                 Pods::Selected(sel) => sel.matches(labels),
             }
     });
-    ev.inputs = windows.iter().map(|w| w.source.clone()).collect();
+    if mode == Mode::Explain {
+        ev.inputs = windows.iter().map(|w| w.source.snapshot()).collect();
+    }
+    let uses_rate = rule.statistic == Statistic::Rate
+        || rule
+            .formula
+            .as_ref()
+            .is_some_and(|f| f.statistics().contains(&Statistic::Rate));
     // A watched queue goes stale sooner than a sidecar (engine/watched.rs).
     let stale_since = |w: &SourceWindow| {
-        w.source.last_report_ms + watched::stale_after_ms(&w.source, rules.stale_after_ms)
+        w.source
+            .last_report_ms
+            .saturating_add(watched::stale_after_ms(&w.source, rules.stale_after_ms))
     };
+    for w in &windows {
+        // A live source goes stale (stale ones stay so until evicted, which changes the window);
+        // its slots enter or leave the window; a rate's span moves.
+        let live_until = stale_since(w);
+        if now_ms <= live_until {
+            ev.holds_until(live_until);
+        }
+        ev.holds_until(w.slots_change_at_ms - 1);
+        if uses_rate {
+            ev.holds_until(w.span_changes_at_ms - 1);
+        }
+    }
     let (live, stale): (Vec<&SourceWindow>, Vec<&SourceWindow>) =
         windows.iter().partition(|w| now_ms <= stale_since(w));
     for w in &stale {
         let since = stale_since(w);
         ev.step(
-            format!("{}: stale since {}, not counted", name(w), rfc3339(since)),
+            || format!("{}: stale since {}, not counted", name(w), rfc3339(since)),
             f64::NAN,
         );
     }
-    let mut groups: BTreeMap<String, Vec<&SourceWindow>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Vec<&SourceWindow>> = BTreeMap::new();
     for w in &live {
         let group = match req.kind {
-            Kind::Pods => w.source.key.pod.clone(),
-            _ => req.object_name.clone(),
+            Kind::Pods => w.source.key.pod.as_str(),
+            _ => req.object_name.as_str(),
         };
         groups.entry(group).or_default().push(w);
     }
@@ -201,7 +291,9 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
         };
         match (rule.on_missing, &req.pods) {
             (OnMissing::Fallback(v), Pods::Any | Pods::Named(_)) => {
-                ev.step(format!("no data ({reason}): fallback"), v);
+                ev.step(|| format!("no data ({reason}): fallback"), v);
+                // Stamped with the time of the request.
+                ev.holds_until(now_ms);
                 let object_name = match &req.pods {
                     Pods::Named(p) => p.clone(),
                     _ => req.object_name.clone(),
@@ -220,8 +312,19 @@ pub fn evaluate(rules: &RuleSet, store: &WindowStore, req: &Request, now_ms: i64
 }
 
 impl Evaluation {
-    fn step(&mut self, description: String, value: f64) {
-        self.steps.push(Step { description, value });
+    /// Records a step when explaining; when serving its text is never built.
+    fn step(&mut self, description: impl FnOnce() -> String, value: f64) {
+        if self.mode == Mode::Explain {
+            self.steps.push(Step {
+                description: description(),
+                value,
+            });
+        }
+    }
+
+    /// Notes that the answer may differ after `t_ms`.
+    fn holds_until(&mut self, t_ms: i64) {
+        self.valid_until_ms = self.valid_until_ms.min(t_ms);
     }
 
     /// Computes one group's value (all of an Object/External request, or one pod).
@@ -233,18 +336,23 @@ impl Evaluation {
         members: &[&SourceWindow],
         now_ms: i64,
     ) -> Result<Outcome, String> {
-        let prefix = match kind {
+        let prefix = || match kind {
             Kind::Pods => format!("[pod {object_name}] "),
             _ => String::new(),
         };
         // Queues the aggregator watches itself: idle → exactly 0, otherwise which sources count
         // and what a sidecar borrows from the watch (engine/watched.rs).
+        // Their answers move with the clock (quiet and backlog stretches, `idle_after`), so
+        // none is kept past the time of the request.
+        if members.iter().any(|w| w.source.watched.is_some()) {
+            self.holds_until(now_ms);
+        }
         let view = watched::view(rule, members, now_ms);
         for note in &view.notes {
-            self.step(format!("{prefix}{note}"), f64::NAN);
+            self.step(|| format!("{}{note}", prefix()), f64::NAN);
         }
         if let Some((why, observed_at_ms)) = view.idle {
-            self.step(format!("{prefix}{why}"), 0.0);
+            self.step(|| format!("{}{why}", prefix()), 0.0);
             return Ok(Outcome {
                 object_name: object_name.to_string(),
                 labels: shared_labels(members),
@@ -256,11 +364,15 @@ impl Evaluation {
         let members = members.as_slice();
         let mut parts = Vec::new();
         for w in members {
-            let mut step = |d, v| self.step(format!("{prefix}{}: {d}", name(w)), v);
             let c = match w.source.watched {
-                Some(_) => watched::contribution(rule, w, now_ms, &mut step),
-                None => contribution(rule, w, now_ms, &mut step),
+                Some(_) => watched::contribution(rule, w, now_ms, &mut |d, v| {
+                    self.step(|| format!("{}{}: {}", prefix(), name(w), d()), v)
+                }),
+                None => contribution(rule, w, now_ms, &mut |d, v| {
+                    self.step(|| format!("{}{}: {}", prefix(), name(w), d()), v)
+                }),
             };
+            self.holds_until(c.holds_until_ms);
             parts.push(c);
         }
         let stats: Vec<f64> = parts.iter().filter_map(|c| c.stat).collect();
@@ -272,11 +384,14 @@ impl Evaluation {
             ));
         };
         self.step(
-            format!(
-                "{prefix}combine {:?} over {} source(s)",
-                rule.combine,
-                stats.len()
-            ),
+            || {
+                format!(
+                    "{}combine {:?} over {} source(s)",
+                    prefix(),
+                    rule.combine,
+                    stats.len()
+                )
+            },
             value,
         );
         if let Some(formula) = &rule.formula {
@@ -298,43 +413,64 @@ impl Evaluation {
                     .collect();
                 vars.insert(name, rule.combine.apply(&values).unwrap_or(0.0));
             }
-            let shown: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let shown = || {
+                let shown: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                shown.join(", ")
+            };
             value = formula.evaluate(&vars).map_err(|e| {
                 self.step(
-                    format!("{prefix}formula `{}`: {e}", formula.source()),
+                    || format!("{}formula `{}`: {e}", prefix(), formula.source()),
                     f64::NAN,
                 );
                 e.to_string()
             })?;
             self.step(
-                format!(
-                    "{prefix}formula `{}` with {}",
-                    formula.source(),
-                    shown.join(", ")
-                ),
+                || {
+                    format!(
+                        "{}formula `{}` with {}",
+                        prefix(),
+                        formula.source(),
+                        shown()
+                    )
+                },
                 value,
             );
         }
         let mut served = rule.finish(value);
-        let max = rule.max.map(|m| format!(", max {m}")).unwrap_or_default();
         self.step(
-            format!("{prefix}{:?}, clamp min {}{max}", rule.rounding, rule.min),
+            || {
+                let max = rule.max.map(|m| format!(", max {m}")).unwrap_or_default();
+                format!(
+                    "{}{:?}, clamp min {}{max}",
+                    prefix(),
+                    rule.rounding,
+                    rule.min
+                )
+            },
             served,
         );
         if view.wake && served < 1.0 {
             served = 1.0;
             self.step(
-                format!("{prefix}a watched queue with no sidecar has ready messages: at least 1"),
+                || {
+                    format!(
+                        "{}a watched queue with no sidecar has ready messages: at least 1",
+                        prefix()
+                    )
+                },
                 served,
             );
         }
-        let observed_at_ms = parts
+        let newest = parts
             .iter()
             .filter(|c| c.stat.is_some())
             .map(|c| c.observed_at_ms)
-            .max()
-            .unwrap_or(now_ms)
-            .min(now_ms);
+            .max();
+        if newest.is_none_or(|t| t > now_ms) {
+            // Stamped with, or clamped to, the time of the request.
+            self.holds_until(now_ms);
+        }
+        let observed_at_ms = newest.unwrap_or(now_ms).min(now_ms);
         Ok(Outcome {
             object_name: object_name.to_string(),
             labels: shared_labels(members),
@@ -345,11 +481,12 @@ impl Evaluation {
 }
 
 /// One source's statistic (in the rule's unit), formula variables and observation time.
+/// `step` gets each step's text as a closure, called only when explaining.
 fn contribution(
     rule: &Rule,
     w: &SourceWindow,
     now_ms: i64,
-    step: &mut dyn FnMut(String, f64),
+    step: &mut dyn FnMut(&dyn Fn() -> String, f64),
 ) -> Contribution {
     let window_s = rule.window_ms as f64 / 1000.0;
     let ages = &w.ages;
@@ -358,19 +495,28 @@ fn contribution(
     let queue = src.queue_state;
     // An empty queue with no ages: nothing waits, so ages are 0 (not "no data").
     let empty_queue = ages.count() == 0 && queue.is_some_and(|q| q.messages_ready == 0);
+    let mut holds_until_ms = i64::MAX;
     // Stall: messages wait but no sample arrived for stall_after: the head keeps ageing.
     let stall_ms = match (rule.stall_after_ms, queue) {
         (Some(after), Some(q)) if q.messages_ready > 0 => {
             let (last_age, last_at) = src.last_sample.unwrap_or((0, src.first_seen_ms));
             let silence = now_ms - last_at;
+            // Stalled, the head age grows with the clock; not yet, it stalls after `after`.
+            holds_until_ms = if silence >= after {
+                now_ms
+            } else {
+                last_at.saturating_add(after) - 1
+            };
             (silence >= after).then(|| {
                 step(
-                    format!(
-                        "stalled: {} ready, no sample for {}s; head age >= {}s",
-                        q.messages_ready,
-                        silence as f64 / 1000.0,
-                        (last_age + silence) as f64 / 1000.0
-                    ),
+                    &|| {
+                        format!(
+                            "stalled: {} ready, no sample for {}s; head age >= {}s",
+                            q.messages_ready,
+                            silence as f64 / 1000.0,
+                            (last_age + silence) as f64 / 1000.0
+                        )
+                    },
                     rule.unit.from_ms((last_age + silence) as f64),
                 );
                 (last_age + silence, q.observed_at_ms)
@@ -396,13 +542,15 @@ fn contribution(
         }
     };
     let stat = value_of(rule.statistic);
-    let detail = if empty_queue {
-        "queue empty, no ages".to_string()
-    } else {
-        format!("{} ages", ages.count())
+    let detail = || {
+        if empty_queue {
+            "queue empty, no ages".to_string()
+        } else {
+            format!("{} ages", ages.count())
+        }
     };
     step(
-        format!("{} over {window_s}s ({detail})", rule.statistic),
+        &|| format!("{} over {window_s}s ({})", rule.statistic, detail()),
         stat.unwrap_or(f64::NAN),
     );
     let mut vars = BTreeMap::new();
@@ -417,6 +565,7 @@ fn contribution(
         stat,
         vars,
         observed_at_ms,
+        holds_until_ms,
     }
 }
 

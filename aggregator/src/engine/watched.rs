@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::evaluate::{Contribution, Kind};
 use crate::policy::{Rule, Statistic};
 use crate::window::watched::is_watched;
-use crate::window::{SourceKey, SourceSnapshot, SourceWindow};
+use crate::window::{SourceKey, SourceView, SourceWindow};
 
 /// A watched source counts as stale after this many intervals without a successful poll.
 pub const STALE_INTERVALS: i64 = 3;
@@ -45,7 +45,7 @@ pub fn admits(kind: Kind, key: &SourceKey) -> bool {
 
 /// How long a source stays live after its last report: `stale_after`, and for a watched queue
 /// at most [`STALE_INTERVALS`] of its poll interval.
-pub fn stale_after_ms(source: &SourceSnapshot, stale_after_ms: i64) -> i64 {
+pub fn stale_after_ms(source: &SourceView, stale_after_ms: i64) -> i64 {
     match &source.watched {
         Some(w) => stale_after_ms.min(STALE_INTERVALS * w.interval_ms),
         None => stale_after_ms,
@@ -180,7 +180,7 @@ pub(super) fn contribution(
     rule: &Rule,
     w: &SourceWindow,
     now_ms: i64,
-    step: &mut dyn FnMut(String, f64),
+    step: &mut dyn FnMut(&dyn Fn() -> String, f64),
 ) -> Contribution {
     let q = w.source.queue_state.unwrap_or_default();
     let (head_ms, how) = head_age(w, now_ms);
@@ -193,13 +193,15 @@ pub(super) fn contribution(
     };
     let stat = value_of(rule.statistic);
     step(
-        format!(
-            "watched: {} ready, {} consumers; {} = head age >= {}s ({how})",
-            q.messages_ready,
-            q.consumers,
-            rule.statistic,
-            head_ms as f64 / 1000.0
-        ),
+        &|| {
+            format!(
+                "watched: {} ready, {} consumers; {} = head age >= {}s ({how})",
+                q.messages_ready,
+                q.consumers,
+                rule.statistic,
+                head_ms as f64 / 1000.0
+            )
+        },
         stat,
     );
     let mut vars = BTreeMap::new();
@@ -212,6 +214,8 @@ pub(super) fn contribution(
         stat: Some(stat),
         vars,
         observed_at_ms: q.observed_at_ms,
+        // The head's age grows with the clock.
+        holds_until_ms: now_ms,
     }
 }
 

@@ -1,20 +1,22 @@
 //! gRPC ingest (`dwell.v1.Ingest`): sidecars stream reports (one Ack per Report, in order),
 //! scripts push single ones. Each report is validated (bad ones get `INVALID_ARGUMENT` with the
 //! exact problem, and are counted by reason), deduplicated by `(source, instance, seq)`, and taken
-//! into the window; a goodbye removes the source at once.
+//! into the window; a goodbye removes the source at once. The service itself ([`grpc`]) is
+//! written out so that an open stream costs little memory ([`stream`]: no task, ack queue or
+//! codec buffer per stream; [`codec`]: small buffers for `Push`).
+pub mod codec;
+pub mod grpc;
 pub mod server;
+pub mod stream;
 pub mod telemetry;
 pub mod validate;
 
 use std::sync::Arc;
 
-use dwell_proto::v1::ingest_server::{Ingest, IngestServer};
 use dwell_proto::v1::{Ack, Report};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status};
 
 use crate::window::{Taken, WindowStore};
 use dwell_runtime::clock::SharedClock;
@@ -22,9 +24,6 @@ use dwell_runtime::clock::SharedClock;
 pub use telemetry::IngestMetrics;
 pub use validate::Limits;
 use validate::{Valid, validate};
-
-/// Acks buffered per stream before the reader waits for the sidecar to read them.
-const ACK_BUFFER: usize = 32;
 
 /// The `Ingest` service.
 #[derive(Debug, Clone)]
@@ -38,8 +37,8 @@ pub struct IngestService {
 }
 
 impl IngestService {
-    /// A service feeding `store`; each open stream is a task on `streams` and ends when
-    /// `shutdown` is cancelled.
+    /// A service feeding `store`; each open stream is tracked by `streams` (shutdown waits for
+    /// it) and ends when `shutdown` is cancelled.
     pub fn new(
         store: Arc<WindowStore>,
         clock: SharedClock,
@@ -59,13 +58,12 @@ impl IngestService {
     }
 
     /// The tonic server, with the message size bound applied.
-    pub fn into_server(self) -> IngestServer<Self> {
-        let max = self.limits.max_message_bytes;
-        IngestServer::new(self).max_decoding_message_size(max)
+    pub fn into_server(self) -> grpc::IngestServer {
+        grpc::IngestServer::new(self)
     }
 
     /// Handles one report: validate, dedup, take (or forget on goodbye), answer.
-    fn handle(&self, report: Report, peer: &str) -> Result<Ack, Status> {
+    fn handle(&self, report: Report, peer: &Arc<str>) -> Result<Ack, Status> {
         let seq = report.seq;
         let now = self.clock.now_ms();
         match validate(report, peer, now, &self.limits) {
@@ -114,53 +112,9 @@ impl IngestService {
     }
 }
 
-fn peer_of<T>(req: &Request<T>) -> String {
+fn peer_of<T>(req: &Request<T>) -> Arc<str> {
     req.remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-#[tonic::async_trait]
-impl Ingest for IngestService {
-    type StreamStream = ReceiverStream<Result<Ack, Status>>;
-
-    async fn stream(
-        &self,
-        request: Request<Streaming<Report>>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let peer = peer_of(&request);
-        let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(ACK_BUFFER);
-        let service = self.clone();
-        self.streams.spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    // Shutdown ends the stream cleanly (OK): the sidecar reconnects elsewhere.
-                    _ = service.shutdown.cancelled() => break,
-                    next = inbound.message() => next,
-                };
-                let answer = match next {
-                    Ok(Some(report)) => service.handle(report, &peer),
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%peer, %status, "ingest stream ended by the client");
-                        break;
-                    }
-                };
-                let failed = answer.is_err();
-                if tx.send(answer).await.is_err() || failed {
-                    // The client went away, or the stream ends with the rejection's status.
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn push(&self, request: Request<Report>) -> Result<Response<Ack>, Status> {
-        let peer = peer_of(&request);
-        self.handle(request.into_inner(), &peer).map(Response::new)
-    }
+        .map_or_else(|| "unknown".into(), |a| a.to_string().into())
 }
 
 #[cfg(test)]

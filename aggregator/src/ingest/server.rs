@@ -83,9 +83,7 @@ where
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<dwell_proto::v1::ingest_server::IngestServer<IngestService>>()
-        .await;
+    health.set_serving::<super::grpc::IngestServer>().await;
     health
         .set_serving::<dwell_proto::v1::inspect_server::InspectServer<InspectService>>()
         .await;

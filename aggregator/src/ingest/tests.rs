@@ -34,18 +34,19 @@ fn report(ages: Vec<i64>) -> v1::Report {
 }
 
 fn reason(r: v1::Report) -> (&'static str, String) {
-    let e = validate(r, "peer", NOW, &Limits::default()).expect_err("rejected");
+    let e = validate(r, &"peer".into(), NOW, &Limits::default()).expect_err("rejected");
     (e.reason, e.message)
 }
 
 #[test]
 fn a_good_report_is_an_observation() {
-    let Ok(Valid::Observe(obs)) = validate(report(vec![5, 0]), "peer", NOW, &Limits::default())
+    let Ok(Valid::Observe(obs)) =
+        validate(report(vec![5, 0]), &"peer".into(), NOW, &Limits::default())
     else {
         panic!("valid report");
     };
     assert_eq!(obs.key.vhost, "/", "empty vhost is /");
-    assert_eq!(obs.peer, "peer");
+    assert_eq!(&*obs.peer, "peer");
 }
 
 #[test]
@@ -99,7 +100,7 @@ fn goodbye_needs_only_the_source() {
     let mut rep = report(vec![-1]);
     rep.goodbye = true;
     assert!(matches!(
-        validate(rep, "p", NOW, &Limits::default()),
+        validate(rep, &"p".into(), NOW, &Limits::default()),
         Ok(Valid::Goodbye(_))
     ));
 }

@@ -1,8 +1,9 @@
 //! Turns a wire `Report` into a validated [`Observation`], or a precise rejection. Nothing from
 //! the wire is trusted: sizes are bounded, ages range-checked, times checked against our clock.
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use dwell_proto::summary::{AgeSummary, MAX_AGE_MS};
+use dwell_proto::summary::{MAX_AGE_MS, ValidSummary};
 use dwell_proto::v1;
 
 use crate::window::{Ages, Observation, QueueState, SidecarCounters, SourceKey};
@@ -60,7 +61,7 @@ pub enum Valid {
 /// Validates `report` received from `peer` at `now_ms`.
 pub fn validate(
     report: v1::Report,
-    peer: &str,
+    peer: &Arc<str>,
     now_ms: i64,
     limits: &Limits,
 ) -> Result<Valid, Rejection> {
@@ -130,7 +131,8 @@ pub fn validate(
             Ages::Samples(out)
         }
         Some(v1::report::Ages::Summary(s)) => {
-            let summary = AgeSummary::from_proto(&s).map_err(|e| {
+            // Checked, not converted: the window merges the wire form straight into its slot.
+            let summary = ValidSummary::new(s).map_err(|e| {
                 let reason = match e {
                     dwell_proto::summary::SummaryError::AgeOutOfRange(_) => "age",
                     _ => "summary",
@@ -154,7 +156,7 @@ pub fn validate(
     Ok(Valid::Observe(Box::new(Observation {
         key,
         labels: source.labels.into_iter().collect::<BTreeMap<_, _>>(),
-        peer: peer.to_string(),
+        peer: peer.clone(),
         instance: report.instance,
         seq: report.seq,
         ages,

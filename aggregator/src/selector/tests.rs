@@ -207,6 +207,9 @@ fn key() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9]{0,6}",
         "[a-z]{1,4}\\.io/[a-z][a-z0-9_.-]{0,5}[a-z]",
     ]
+    // `in` and `notin` are operators to the Kubernetes lexer, never keys (`in` alone does
+    // not parse there either).
+    .prop_filter("an operator word", |k| k != "in" && k != "notin")
 }
 
 fn value() -> impl Strategy<Value = String> {

@@ -2,33 +2,35 @@
 //! connection limit, a handshake deadline, the configuration current at accept time), each is
 //! served in a task on the process's tracker over HTTP/2 or HTTP/1.1 by ALPN, with the verified
 //! client certificate chain (if any) on every request as [`PeerCertificates`], and all of them are
-//! drained gracefully on shutdown. Never plain HTTP.
+//! drained gracefully on shutdown. Never plain HTTP. A request the API's response memo holds an
+//! answer for is answered without routing ([`Api::remembered`]).
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use dwell_runtime::accept::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_stream::StreamExt;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::{PeerCertificates, TlsConfig};
+use crate::api::Api;
 
 /// An HTTP/1.1 client must send its request headers within this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// On shutdown, in-flight requests get this long to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` over TLS on `listener` until `shutdown` is cancelled, then stops accepting
+/// Serves `api` over TLS on `listener` until `shutdown` is cancelled, then stops accepting
 /// and drains open connections. Handshakes and connections run as tasks on `tracker`.
 pub async fn serve(
     listener: Listener,
     tls: TlsConfig,
-    router: Router,
+    api: Api,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -58,13 +60,16 @@ pub async fn serve(
             .1
             .peer_certificates()
             .map(|chain| PeerCertificates(Arc::new(chain.to_vec())));
-        let router = router.clone();
+        let api = api.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 if let Some(certs) = &peer_certs {
                     req.extensions_mut().insert(certs.clone());
                 }
-                router.clone().oneshot(req)
+                match api.remembered(&req) {
+                    Some(response) => Either::Left(std::future::ready(Ok(response))),
+                    None => Either::Right(api.router().clone().oneshot(req)),
+                }
             });
         let served = builder
             .serve_connection_with_upgrades(TokioIo::new(conn), service)

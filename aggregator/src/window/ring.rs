@@ -67,11 +67,13 @@ impl Ring {
         &mut self.slots[pos].ages
     }
 
-    /// Drops the slots that ended before `oldest`.
-    pub fn prune(&mut self, oldest: i64) {
+    /// Drops the slots that ended before `oldest`; returns how many.
+    pub fn prune(&mut self, oldest: i64) -> usize {
+        let held = self.slots.len();
         while self.slots.front().is_some_and(|s| s.end_ms() <= oldest) {
             self.slots.pop_front();
         }
+        held - self.slots.len()
     }
 
     /// The slots, oldest first.

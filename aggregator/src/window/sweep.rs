@@ -122,11 +122,11 @@ mod tests {
                         vhost: "/".into(),
                     },
                     labels: Default::default(),
-                    peer: String::new(),
+                    peer: "".into(),
                     instance: 0,
                     seq: 1,
                     ages: Ages::Summary {
-                        summary,
+                        summary: (&summary).into(),
                         at_ms: 1_000_000,
                     },
                     queue_state: None,

@@ -40,15 +40,15 @@ fn window_holds_recent_ages_only() {
     assert_eq!(taken, Taken::Accepted(2));
     let taken = store.ingest(obs("a", 2, vec![(5_000, T0 + 20_000, false)]), T0 + 20_000);
     assert_eq!(taken, Taken::Accepted(1));
-    let w = store.window(30_000, T0 + 20_000, None, |_, _| true);
+    let w = store.window(30_000, T0 + 20_000, None, BucketsKept::All, |_, _| true);
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].ages.count(), 3);
     assert_eq!(w[0].ages.max_ms(), Some(5_000));
     // 40 s later the first slot has left the 30 s window, the second has not.
-    let w = store.window(30_000, T0 + 40_000, None, |_, _| true);
+    let w = store.window(30_000, T0 + 40_000, None, BucketsKept::All, |_, _| true);
     assert_eq!(w[0].ages.count(), 1);
     // A shorter window sees less.
-    let w = store.window(10_000, T0 + 40_000, None, |_, _| true);
+    let w = store.window(10_000, T0 + 40_000, None, BucketsKept::All, |_, _| true);
     assert_eq!(w[0].ages.count(), 0);
     assert_eq!(w[0].source.last_sample, Some((5_000, T0 + 20_000)));
 }
@@ -64,7 +64,7 @@ fn resends_are_ignored() {
         store.ingest(obs("a", 1, vec![(100, T0, false)]), T0),
         Taken::Duplicate
     );
-    let w = store.window(30_000, T0, None, |_, _| true);
+    let w = store.window(30_000, T0, None, BucketsKept::All, |_, _| true);
     assert_eq!(w[0].ages.count(), 1);
     assert_eq!(w[0].source.reports, 1);
 }
@@ -112,9 +112,12 @@ fn summaries_land_in_their_slot() {
         summary.record(age, T0, false);
     }
     let mut o = obs("a", 1, vec![]);
-    o.ages = Ages::Summary { summary, at_ms: T0 };
+    o.ages = Ages::Summary {
+        summary: (&summary).into(),
+        at_ms: T0,
+    };
     assert_eq!(store.ingest(o, T0), Taken::Accepted(3));
-    let w = store.window(5_000, T0 + 1_000, None, |_, _| true);
+    let w = store.window(5_000, T0 + 1_000, None, BucketsKept::All, |_, _| true);
     assert_eq!(w[0].ages.count(), 3);
 }
 
@@ -127,9 +130,9 @@ fn reads_scoped_to_a_namespace_see_only_its_sources() {
     store.ingest(obs("a", 1, vec![(700, T0, false)]), T0);
     let pods = |ns: Option<&str>| -> Vec<String> {
         store
-            .window(30_000, T0, ns, |_, _| true)
+            .window(30_000, T0, ns, BucketsKept::All, |_, _| true)
             .into_iter()
-            .map(|w| w.source.key.pod)
+            .map(|w| w.source.key.pod.clone())
             .collect()
     };
     assert_eq!(pods(Some("ns")), vec!["a".to_string()]);
@@ -155,7 +158,7 @@ fn reads_scoped_to_a_namespace_see_only_its_sources() {
 fn span_covers_the_slots_counted_not_just_the_window() {
     let store = WindowStore::new(30_000); // 5 s slots
     store.ingest(obs("a", 1, vec![(100, T0 + 2_000, false)]), T0 + 2_000);
-    let span = |now: i64| store.window(30_000, now, None, |_, _| true)[0].span_ms;
+    let span = |now: i64| store.window(30_000, now, None, BucketsKept::All, |_, _| true)[0].span_ms;
     // The window starts exactly at the slot's start: the span is the window.
     assert_eq!(span(T0 + 30_000), 30_000);
     // The window starts inside the slot [T0, T0+5 s), which still counts whole: 2 s more.

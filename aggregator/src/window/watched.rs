@@ -7,7 +7,9 @@
 //! semantics need (`crate::engine::watched`): since when every poll saw no ready message, since
 //! when a backlog has waited with no consumer, and the management API's head timestamp.
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::labels::LabelSets;
 use super::{QueueState, SourceKey, SourceState, WindowStore};
 
 /// The pod slot of every watched source's key starts with this.
@@ -109,39 +111,57 @@ impl WindowStore {
         poll: &WatchPoll,
         now_ms: i64,
     ) {
-        let mut created = false;
-        {
-            let mut entry = self.sources.entry(key.clone()).or_insert_with(|| {
-                created = true;
-                SourceState::new(now_ms)
-            });
-            let state = entry.value_mut();
-            if state.labels != *labels {
-                state.labels = labels.clone();
+        let key = match self.sources.get_mut(&key) {
+            Some(mut held) => {
+                observe(held.value_mut(), &self.labels, labels, poll, now_ms);
+                held.key().clone()
             }
-            state.peer = format!("watch {}", poll.broker);
-            state.last_report_ms = state.last_report_ms.max(now_ms);
-            state.reports += 1;
-            state.queue_state = Some(QueueState {
-                messages_ready: poll.messages_ready,
-                consumers: poll.consumers,
-                observed_at_ms: poll.observed_at_ms,
-            });
-            state.watched = Some(WatchedQueue::advance(state.watched.as_ref(), poll));
-        }
-        if created {
-            // After the source's shard lock is released (the lock order of `by_namespace`).
-            self.by_namespace
-                .entry(key.namespace.clone())
-                .or_default()
-                .insert(key);
-        }
+            None => {
+                let key = Arc::new(key);
+                {
+                    let mut entry = self.sources.entry(key.clone()).or_insert_with(|| {
+                        SourceState::new(now_ms, self.labels.intern(labels.clone()), "".into())
+                    });
+                    observe(entry.value_mut(), &self.labels, labels, poll, now_ms);
+                }
+                // After the source's shard lock is released (the lock order of `by_namespace`).
+                self.index(&key);
+                key
+            }
+        };
+        // Queue state and watch history change what a read answers: no cached answer holds.
+        self.touch(&key.namespace);
     }
+}
+
+/// Writes one poll into a watched source's state.
+fn observe(
+    state: &mut SourceState,
+    sets: &LabelSets,
+    labels: &BTreeMap<String, String>,
+    poll: &WatchPoll,
+    now_ms: i64,
+) {
+    if *state.labels != *labels {
+        state.labels = sets.intern(labels.clone());
+    }
+    if state.peer.strip_prefix("watch ") != Some(poll.broker.as_str()) {
+        state.peer = Arc::from(format!("watch {}", poll.broker));
+    }
+    state.last_report_ms = state.last_report_ms.max(now_ms);
+    state.reports += 1;
+    state.queue_state = Some(QueueState {
+        messages_ready: poll.messages_ready,
+        consumers: poll.consumers,
+        observed_at_ms: poll.observed_at_ms,
+    });
+    state.watched = Some(WatchedQueue::advance(state.watched.as_ref(), poll));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::BucketsKept;
 
     fn poll(ready: u64, consumers: u32, at: i64, continuous: bool) -> WatchPoll {
         WatchPoll {
@@ -205,20 +225,37 @@ mod tests {
         let labels = BTreeMap::from([("app".to_string(), "binder".to_string())]);
         store.observe_watched(key.clone(), &labels, &poll(4, 0, 1_000, false), 1_000);
         store.observe_watched(key.clone(), &labels, &poll(6, 0, 3_000, true), 3_000);
-        let windows = store.window(30_000, 3_000, Some("binder"), |_, _| true);
+        let windows = store.window(30_000, 3_000, Some("binder"), BucketsKept::All, |_, _| true);
         assert_eq!(windows.len(), 1);
         let w = &windows[0];
         assert_eq!(w.ages.count(), 0);
         assert_eq!(w.source.last_report_ms, 3_000);
         assert_eq!(w.source.queue_state.map(|q| q.messages_ready), Some(6));
-        assert_eq!(w.source.labels, labels);
+        assert_eq!(*w.source.labels, labels);
         let watched = w.source.watched.as_ref().expect("watched");
         assert_eq!(watched.backlog_since_ms, Some(1_000));
         assert!(store.remove(&key));
         assert!(
             store
-                .window(30_000, 3_000, Some("binder"), |_, _| true)
+                .window(30_000, 3_000, Some("binder"), BucketsKept::All, |_, _| true)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn every_poll_moves_the_namespace_stamp() {
+        let store = WindowStore::new(30_000);
+        let key = SourceKey {
+            namespace: "binder".into(),
+            pod: watch_pod("main"),
+            queue: "jobs".into(),
+            vhost: "/".into(),
+        };
+        let labels = BTreeMap::new();
+        store.observe_watched(key.clone(), &labels, &poll(0, 0, 1_000, false), 1_000);
+        let first = store.stamp(Some("binder"));
+        // The same counts again: the quiet stretch grows, so a cached answer may not hold.
+        store.observe_watched(key, &labels, &poll(0, 0, 3_000, true), 3_000);
+        assert_ne!(store.stamp(Some("binder")), first);
     }
 }

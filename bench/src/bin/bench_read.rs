@@ -2,7 +2,9 @@
 //! against (1) the release `dwell-aggregator`, (2) the ceiling: a minimal hyper + rustls server
 //! answering the same bytes from memory, and (3) the original article's design, a Node.js Express
 //! HTTPS server answering a fixed MetricValueList. Each server is its own process; the same
-//! client drives all three, in rotating order, and medians over `--runs` are reported.
+//! client drives all three, in rotating order, and medians over `--runs` are reported. With
+//! `--baseline-aggregator`, a second aggregator build (e.g. the previous commit's) is a fourth
+//! server in the same rotation.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,12 @@ struct Args {
     /// Directory of the Node.js baseline (server.js, package.json).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/node"))]
     node_dir: PathBuf,
+    /// The aggregator binary measured (default: `dwell-aggregator` next to this one).
+    #[arg(long)]
+    aggregator: Option<PathBuf>,
+    /// Another aggregator build measured in the same rotation.
+    #[arg(long)]
+    baseline_aggregator: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,28 +116,16 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
 
     // dwell, fed by one simulated sidecar so its value stays fresh for the whole run.
-    let agg = Aggregator::start(None, &[]).await?;
     let stop = CancellationToken::new();
-    let channel = ingest::connect(&agg.grpc_uri(), 1).await?.remove(0);
-    let feeder = tokio::spawn(ingest::sidecar(
-        channel,
-        reports::source("bench", "worker-0", "jobs"),
-        Duration::from_secs(1),
-        Duration::ZERO,
-        Payload::Summaries(Arc::new(reports::summary_pool(16, 50, 1))),
-        Arc::new(Counters::default()),
-        stop.clone(),
-    ));
-    let mut body = None;
-    for _ in 0..100 {
-        if let Ok((200, b)) = https::get_once(agg.metrics_addr, PATH).await {
-            body = Some(b);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let body =
-        body.ok_or_else(|| anyhow::anyhow!("the aggregator never answered 200 on {PATH}"))?;
+    let bin = match &args.aggregator {
+        Some(bin) => bin.clone(),
+        None => sibling_binary("dwell-aggregator")?,
+    };
+    let (agg, body) = fed_aggregator(&bin, &stop).await?;
+    let baseline = match &args.baseline_aggregator {
+        Some(bin) => Some(fed_aggregator(bin, &stop).await?.0),
+        None => None,
+    };
     let body_file = work.join("body.json");
     std::fs::write(&body_file, &body)?;
 
@@ -166,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         node_body.len()
     );
 
-    let servers = [
+    let mut servers = vec![
         Server {
             name: "dwell-aggregator",
             addr: agg.metrics_addr,
@@ -183,14 +179,22 @@ async fn main() -> anyhow::Result<()> {
             pid: node.pid()?,
         },
     ];
-    let mut rps = [vec![], vec![], vec![]];
-    let mut p50 = [vec![], vec![], vec![]];
-    let mut p99 = [vec![], vec![], vec![]];
-    let mut cpu = [vec![], vec![], vec![]];
-    let mut errors = [0u64; 3];
+    if let Some(base) = &baseline {
+        servers.push(Server {
+            name: "dwell-aggregator, baseline build",
+            addr: base.metrics_addr,
+            pid: base.process.pid()?,
+        });
+    }
+    let n = servers.len();
+    let mut rps = vec![vec![]; n];
+    let mut p50 = vec![vec![]; n];
+    let mut p99 = vec![vec![]; n];
+    let mut cpu = vec![vec![]; n];
+    let mut errors = vec![0u64; n];
     for run in 0..args.runs {
-        for k in 0..3 {
-            let i = (run + k) % 3;
+        for k in 0..n {
+            let i = (run + k) % n;
             let (r, c) = measure(&servers[i], &args).await?;
             eprintln!(
                 "run {} {}: {:.0} req/s, p99 {:.2} ms",
@@ -207,7 +211,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     stop.cancel();
-    let _ = feeder.await;
 
     println!(
         "\n{} — `dwell-bench-read --runs {} --duration {} --connections {}`, GET {PATH} ({} B), median of {} runs\n",
@@ -223,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let dwell = median(&rps[0]);
-    let cpu_per_req: Vec<Vec<f64>> = (0..3)
+    let cpu_per_req: Vec<Vec<f64>> = (0..n)
         .map(|i| {
             cpu[i]
                 .iter()
@@ -232,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
-    for i in 0..3 {
+    for i in 0..n {
         let m = median(&rps[i]);
         println!(
             "| {} | {m:.0} | {:.2} ms | {:.2} ms | {:.0} % | {:.1} µs | {} | {} |",
@@ -246,10 +249,39 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     agg.process.stop().await;
+    if let Some(base) = baseline {
+        base.process.stop().await;
+    }
     ceiling.stop().await;
     node.stop().await;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// Starts the aggregator at `bin`, fed by one simulated sidecar (until `stop`) so its value stays
+/// fresh for the whole run, and waits for its first 200 on [`PATH`] (returned).
+async fn fed_aggregator(
+    bin: &std::path::Path,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Aggregator, hyper::body::Bytes)> {
+    let agg = Aggregator::start_binary(bin, None, &[]).await?;
+    let channel = ingest::connect(&agg.grpc_uri(), 1).await?.remove(0);
+    tokio::spawn(ingest::sidecar(
+        channel,
+        reports::source("bench", "worker-0", "jobs"),
+        Duration::from_secs(1),
+        Duration::ZERO,
+        Payload::Summaries(Arc::new(reports::summary_pool(16, 50, 1))),
+        Arc::new(Counters::default()),
+        stop.clone(),
+    ));
+    for _ in 0..100 {
+        if let Ok((200, b)) = https::get_once(agg.metrics_addr, PATH).await {
+            return Ok((agg, b));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{} never answered 200 on {PATH}", bin.display())
 }
 
 fn spawn_node(

@@ -5,11 +5,19 @@
 //! Two scenarios (`--scenario`): `fleet` (N streams sending a summary every 1/R s) and `raw`
 //! (streams sending batches of raw samples totalling `--raw-samples-per-sec`, beside a fleet of
 //! `--pods` summary streams so the Pods read has its pods).
+//!
+//! Each run: warm-up; `--ingest-only` s of load with no reads (CPU per report); `--duration` s
+//! of load with the three reads (latency under load, RSS); `--solo` s of load with the Object
+//! read alone (does a Pods read's cost show in the Object read's latency?); then `--quiet` s of
+//! the three reads without load. With `--baseline-aggregator`, each run measures that build too
+//! (in alternating order), and the tables end with the ratio of the two.
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use dwell_bench::child::sibling_binary;
 use dwell_bench::ingest::{self, Counters, Payload};
 use dwell_bench::procfs::{self, CpuMeter, mib};
 use dwell_bench::reads::{self, HpaPaths, KindResult};
@@ -73,6 +81,18 @@ struct Args {
     /// Runs (each with a fresh aggregator); medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Seconds of load with no reads, after the warm-up (ingest CPU per report).
+    #[arg(long, default_value_t = 5)]
+    ingest_only: u64,
+    /// Seconds of load with only the Object read, after the main phase.
+    #[arg(long, default_value_t = 8)]
+    solo: u64,
+    /// The aggregator binary measured (default: `dwell-aggregator` next to this one).
+    #[arg(long)]
+    aggregator: Option<PathBuf>,
+    /// Another aggregator build measured in the same runs, as the baseline of the comparison.
+    #[arg(long)]
+    baseline_aggregator: Option<PathBuf>,
 }
 
 /// What one run measured.
@@ -84,6 +104,10 @@ struct Run {
     behind: u64,
     errors: u64,
     cpu_cores: f64,
+    /// Aggregator CPU seconds per acked report with no reads running.
+    ingest_cpu_per_report: f64,
+    /// Object read p50 / p99 under load with no other read running.
+    solo: (f64, f64),
     rss: u64,
     peak_rss: u64,
     idle_rss: u64,
@@ -102,8 +126,8 @@ fn source_for(i: usize, pods: usize) -> dwell_proto::v1::Source {
     }
 }
 
-async fn one_run(args: &Args) -> anyhow::Result<Run> {
-    let agg = Aggregator::start(None, &[]).await?;
+async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
+    let agg = Aggregator::start_binary(bin, None, &[]).await?;
     let pid = agg.process.pid()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = procfs::memory(pid).map(|m| m.rss).unwrap_or(0);
@@ -122,7 +146,10 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         |c, s, p, d, l, n, t| tokio::spawn(ingest::sidecar(c, s, p, d, l, n, t))
     };
     for i in 0..fleet {
-        let delay = fleet_period.mul_f64(i as f64 / fleet as f64);
+        // Phases spread by the golden ratio: every namespace's sources report spread over the
+        // period, as a real fleet's (consecutive sources, one namespace, used to report within a
+        // few ms of each other, so a namespace's answer held for most of each second).
+        let delay = fleet_period.mul_f64((i as f64 * 0.618_033_988_749_894_9).fract());
         handles.push(driver(
             channels[i % channels.len()].clone(),
             source_for(i, args.pods),
@@ -158,6 +185,12 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         "bench-pods"
     };
     let paths = HpaPaths::new("seconds", ns, "bench-pods");
+    let ingest_cpu = CpuMeter::start(pid);
+    let acked_before = counters.acked.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.ingest_only)).await;
+    let acked = counters.acked.load(Ordering::Relaxed) - acked_before;
+    let ingest_cpu_per_report =
+        ingest_cpu.cores() * ingest_cpu.elapsed_secs() / acked.max(1) as f64;
     let me = std::process::id();
     let (cpu, own_cpu) = (CpuMeter::start(pid), CpuMeter::start(me));
     let (acked0, accepted0, sent0) = (
@@ -182,11 +215,20 @@ async fn one_run(args: &Args) -> anyhow::Result<Run> {
         loadgen_cpu: own_cpu.cores(),
         idle_rss,
         sources,
+        ingest_cpu_per_report,
         ..Run::default()
     };
     let mem = procfs::memory(pid).unwrap_or_default();
     run.rss = mem.rss;
     run.peak_rss = mem.peak_rss;
+    let solo = reads::paced(
+        agg.metrics_addr,
+        paths.object.clone(),
+        args.read_rate,
+        Duration::from_secs(args.solo),
+    )
+    .await?;
+    run.solo = (solo.latencies.ms(50.0), solo.latencies.ms(99.0));
     stop.cancel();
     for h in handles {
         let _ = h.await;
@@ -229,36 +271,91 @@ fn report_errors(kind: &str, r: &KindResult) {
 async fn main() -> anyhow::Result<()> {
     dwell_bench::install_crypto();
     let args = Args::parse();
-    let mut runs = Vec::new();
-    for i in 0..args.runs {
-        let r = one_run(&args).await?;
-        eprintln!(
-            "run {}: {:.0} reports/s, {:.0} ages/s, aggregator {:.0}% CPU, RSS {} (peak {}), reads {:?}",
-            i + 1,
-            r.reports_per_sec,
-            r.ages_per_sec,
-            r.cpu_cores * 100.0,
-            mib(r.rss),
-            mib(r.peak_rss),
-            r.reads
-        );
-        runs.push(r);
+    let bin = match &args.aggregator {
+        Some(bin) => bin.clone(),
+        None => sibling_binary("dwell-aggregator")?,
+    };
+    let mut builds = vec![("measured", bin)];
+    if let Some(base) = &args.baseline_aggregator {
+        builds.push(("baseline", base.clone()));
     }
-    print_tables(&args, &runs);
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); builds.len()];
+    for i in 0..args.runs {
+        for k in 0..builds.len() {
+            // Alternate which build goes first, so drift in the machine's load hits both.
+            let b = (i + k) % builds.len();
+            let (name, bin) = &builds[b];
+            let r = one_run(&args, bin).await?;
+            eprintln!(
+                "run {} {name}: {:.0} reports/s, {:.0} ages/s, aggregator {:.0}% CPU, {:.1} µs CPU/report, RSS {} (peak {}), reads {:?}, Object alone {:?}",
+                i + 1,
+                r.reports_per_sec,
+                r.ages_per_sec,
+                r.cpu_cores * 100.0,
+                r.ingest_cpu_per_report * 1e6,
+                mib(r.rss),
+                mib(r.peak_rss),
+                r.reads,
+                r.solo
+            );
+            runs[b].push(r);
+        }
+    }
+    for ((name, bin), runs) in builds.iter().zip(&runs) {
+        print_tables(&args, name, bin, runs);
+    }
+    if let [measured, baseline] = runs.as_slice() {
+        print_comparison(measured, baseline);
+    }
     Ok(())
+}
+
+/// The headline figures of two builds measured in the same runs, and their ratio.
+fn print_comparison(measured: &[Run], baseline: &[Run]) {
+    println!("\n| figure (medians) | measured | baseline | ratio |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, f: &dyn Fn(&Run) -> f64, unit: &str| {
+        let (m, b) = (med(measured, f), med(baseline, f));
+        println!(
+            "| {what} | {m:.2} {unit} | {b:.2} {unit} | {} |",
+            ratio(m, b)
+        );
+    };
+    row("reports acked/s", &|r| r.reports_per_sec, "");
+    row(
+        "ingest CPU per report (no reads)",
+        &|r| r.ingest_cpu_per_report * 1e6,
+        "µs",
+    );
+    row("aggregator CPU under load", &|r| r.cpu_cores * 100.0, "%");
+    row("RSS", &|r| r.rss as f64 / 1048576.0, "MiB");
+    row(
+        "RSS per source",
+        &|r| (r.rss as f64 - r.idle_rss as f64) / r.sources.max(1) as f64,
+        "B",
+    );
+    row("Object p99, load, alone", &|r| r.solo.1, "ms");
+    let kinds = measured.first().map(|r| r.reads.len()).unwrap_or(0);
+    for i in 0..kinds {
+        let kind = measured[0].reads[i].0;
+        row(&format!("{kind} p50, load"), &|r| r.reads[i].1, "ms");
+        row(&format!("{kind} p99, load"), &|r| r.reads[i].2, "ms");
+        row(&format!("{kind} p99, no load"), &|r| r.reads[i].4, "ms");
+    }
 }
 
 fn med(runs: &[Run], f: impl Fn(&Run) -> f64) -> f64 {
     median(&runs.iter().map(f).collect::<Vec<_>>())
 }
 
-fn print_tables(args: &Args, runs: &[Run]) {
+fn print_tables(args: &Args, name: &str, bin: &std::path::Path, runs: &[Run]) {
     let n = runs.len();
     println!(
-        "\n{} — `dwell-loadgen {:?}{}`, median of {n} runs\n",
+        "\n{} — `dwell-loadgen {:?}{}` — {name}: {}, median of {n} runs\n",
         dwell_bench::machine_line(),
         args.scenario,
-        if args.unary { " --unary" } else { "" }
+        if args.unary { " --unary" } else { "" },
+        bin.display()
     );
     let sources = runs.first().map(|r| r.sources).unwrap_or(0);
     let expected = match args.scenario {
@@ -294,6 +391,10 @@ fn print_tables(args: &Args, runs: &[Run]) {
         "| aggregator CPU | {:.0} % of a core | 200 % (2 cores) | {} |",
         med(runs, |r| r.cpu_cores) * 100.0,
         ratio(med(runs, |r| r.cpu_cores), 2.0)
+    );
+    println!(
+        "| ingest CPU per report (load, no reads) | {:.1} µs | | |",
+        med(runs, |r| r.ingest_cpu_per_report) * 1e6
     );
     println!(
         "| loadgen CPU (same machine) | {:.0} % of a core | | |",
@@ -333,4 +434,10 @@ fn print_tables(args: &Args, runs: &[Run]) {
             ratio(p99, q99)
         );
     }
+    let (s50, s99) = (med(runs, |r| r.solo.0), med(runs, |r| r.solo.1));
+    let with_pods = med(runs, |r| r.reads.first().map_or(0.0, |k| k.2));
+    println!(
+        "| Object read p50 / p99 under load, no other read | {s50:.2} / {s99:.2} ms | {with_pods:.2} ms p99 beside Pods and External reads | {} (p99) |",
+        ratio(with_pods, s99)
+    );
 }

@@ -95,3 +95,31 @@ proptest! {
         prop_assert_eq!(acc.finish(), AgeSummary::new());
     }
 }
+
+proptest! {
+    /// A summary finished for some quantiles answers each of them, and every scalar, exactly as
+    /// the full merge does, with its counts still adding up.
+    #[test]
+    fn finishing_for_quantiles_keeps_their_answers(
+        parts in prop::collection::vec(prop::collection::vec(0i64..100_000_000, 0..80), 1..5),
+        qs in prop::collection::vec(prop_oneof![0.0f64..=1.0, Just(0.5), Just(0.9), Just(1.0), Just(0.0)], 0..4),
+    ) {
+        let mut full = DenseAccumulator::new();
+        let mut lean = DenseAccumulator::new();
+        for p in &parts {
+            let s = summarise(p);
+            full.add(&s);
+            lean.add(&s);
+        }
+        let (full, lean) = (full.finish(), lean.finish_for(&qs));
+        for &q in &qs {
+            prop_assert_eq!(lean.quantile_ms(q), full.quantile_ms(q), "q={}", q);
+        }
+        prop_assert_eq!((lean.count(), lean.sum_ms(), lean.min_ms(), lean.max_ms()), (full.count(), full.sum_ms(), full.min_ms(), full.max_ms()));
+        prop_assert_eq!((lean.zero_count(), lean.redelivered(), lean.last()), (full.zero_count(), full.redelivered(), full.last()));
+        let total: u64 = lean.buckets().iter().map(|b| b.1).sum();
+        prop_assert_eq!(total + lean.zero_count(), lean.count());
+        prop_assert!(lean.buckets().windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+        prop_assert!(lean.buckets().len() <= 2 * qs.len() + 1);
+    }
+}
