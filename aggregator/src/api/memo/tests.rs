@@ -16,6 +16,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::engine::Engine;
 use crate::policy::RuleSet;
 use crate::telemetry::Telemetry;
+use crate::tls::PeerCertificates;
 use crate::window::{Ages, Observation, SourceKey, WindowStore};
 
 const T0: i64 = 1_700_000_000_000;
