@@ -143,7 +143,10 @@ async fn the_policy_decides_who_reads_what_and_reloads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(rejected, "{:#?}", agg.process.output());
-    assert!(bob.get_raw(OBJECT).await.success, "the policy in force stays");
+    assert!(
+        bob.get_raw(OBJECT).await.success,
+        "the policy in force stays"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +168,12 @@ async fn without_authorization_a_warning_and_a_bad_policy_stops_start_up() {
     let bad = dir.path().join("policy.yaml");
     std::fs::write(&bad, "allow:\n  - users: [a]\n    verbs: [get]\n").expect("write");
     let out = tokio::process::Command::new(BIN)
-        .args(["--metrics-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--authorization-policy")
         .arg(&bad)
         .output()
@@ -174,11 +182,18 @@ async fn without_authorization_a_warning_and_a_bad_policy_stops_start_up() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("authorization policy") && err.contains("policy.yaml") && err.contains("verbs"),
+        err.contains("authorization policy")
+            && err.contains("policy.yaml")
+            && err.contains("verbs"),
         "{err}"
     );
     let out = tokio::process::Command::new(BIN)
-        .args(["--metrics-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--authorization-delegated")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
