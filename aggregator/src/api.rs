@@ -6,8 +6,8 @@
 //! work); every error is a Kubernetes `Status`; every request is counted under a bounded route
 //! label. With an engine behind it ([`ApiState::with_held_answers`]), value answers are
 //! remembered rendered ([`memo`]) and repeated requests are served before routing ([`Api`]):
-//! GET value answers only, so the webhook's POST and every refused caller (401) always reach
-//! the router.
+//! GET value answers only, so the webhook's POST and every refused caller (401, 403) always
+//! reach the router; the memo authenticates and authorizes as the router does ([`authz`]).
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 
 mod aggregated;
 pub mod auth;
+pub mod authz;
 mod discovery;
 pub mod memo;
 mod metrics;
@@ -44,6 +45,7 @@ pub struct ApiState {
     telemetry: Arc<Telemetry>,
     openapi_v2: Arc<Vec<u8>>,
     auth: Option<Arc<auth::Authenticator>>,
+    authz: Option<Arc<authz::Authorizer>>,
     webhook: Arc<mutate::Webhook>,
     held: Option<Arc<dyn memo::HeldAnswers>>,
     memo: Arc<memo::ResponseMemo>,
@@ -59,6 +61,7 @@ impl ApiState {
             telemetry,
             openapi_v2: Arc::new(openapi_v2),
             auth: None,
+            authz: None,
             held: None,
             memo: Arc::default(),
         }
@@ -74,6 +77,13 @@ impl ApiState {
     /// rendered bodies are remembered while they hold and served before routing.
     pub fn with_held_answers(mut self, held: Arc<dyn memo::HeldAnswers>) -> Self {
         self.held = Some(held);
+        self
+    }
+
+    /// Requires every caller but the health probes to be allowed by `authz` (after
+    /// authentication, when configured).
+    pub fn with_authorizer(mut self, authz: Option<Arc<authz::Authorizer>>) -> Self {
+        self.authz = authz;
         self
     }
 

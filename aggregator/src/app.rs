@@ -23,14 +23,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::auth::{AuthSettings, Authenticator};
-use crate::cli::{Args, InjectArgs, InjectDefaults};
+use crate::api::authz::sar::{KubeApi, SarSettings};
+use crate::api::authz::{Authorizer, AuthzSettings};
+use crate::cli::{Args, InjectArgs, InjectDefaults, MetricsAuthzArgs};
 use crate::engine::Engine;
 use crate::ingest::{IngestMetrics, IngestService, Limits};
 use crate::inject::{InjectSettings, Selection};
 use crate::inspect::InspectService;
 use crate::policy::RuleSet;
 use crate::telemetry::Telemetry;
-use crate::tls::{ServerOptions, TlsSettings, TlsSetup, client_auth};
+use crate::tls::{HttpsLimits, ServerOptions, TlsSettings, TlsSetup, client_auth};
 use crate::watch::{WatchMetrics, Watcher};
 use crate::window::WindowStore;
 use crate::window::sweep::{Retention, SweepMetrics, Sweeper};
@@ -46,6 +48,10 @@ pub struct MetricsApiSettings {
     pub tls: TlsSettings,
     /// Client authentication.
     pub auth: AuthSettings,
+    /// Authorization after authentication (policy file, SubjectAccessReviews).
+    pub authz: AuthzSettings,
+    /// Header-read and idle timeouts.
+    pub limits: HttpsLimits,
 }
 
 /// The gRPC listener: where, how many connections, TLS, and what a report may hold.
@@ -113,8 +119,10 @@ impl Settings {
             requestheader_client_ca,
             requestheader_allowed_names,
             client_ca,
+            metrics_authz,
             inject,
         } = args;
+        let (authz, limits) = metrics_authz_settings(metrics_authz);
         let grpc_tls = grpc_tls_cert.zip(grpc_tls_key).map(|files| TlsSettings {
             files: Some(files),
             sans: Vec::new(),
@@ -140,6 +148,8 @@ impl Settings {
                         .unwrap_or_default(),
                     client_ca,
                 },
+                authz,
+                limits,
             },
             grpc: GrpcSettings {
                 addr: grpc_addr,
@@ -160,6 +170,41 @@ impl Settings {
             inject: inject_settings(inject),
         }
     }
+}
+
+/// Metrics API authorization and connection limits from their flags. Delegation without a
+/// cluster address (neither --authorization-kube-api nor the in-cluster environment) keeps the
+/// host empty: [`App::run`] refuses to start, naming both.
+fn metrics_authz_settings(args: MetricsAuthzArgs) -> (AuthzSettings, HttpsLimits) {
+    let delegated = args.authorization_delegated.then(|| {
+        let api = args
+            .authorization_kube_api
+            .or_else(KubeApi::in_cluster)
+            .unwrap_or(KubeApi {
+                host: String::new(),
+                port: 443,
+            });
+        SarSettings {
+            host: api.host,
+            port: api.port,
+            ca_file: args.authorization_kube_ca,
+            token_file: args.authorization_kube_token_file,
+            timeout: args.authorization_timeout,
+            allowed_ttl: args.authorization_cache_allowed_ttl,
+            denied_ttl: args.authorization_cache_denied_ttl,
+            max_cached: args.authorization_cache_size as usize,
+        }
+    });
+    let authz = AuthzSettings {
+        policy: args.authorization_policy,
+        policy_poll_interval: args.authorization_policy_poll_interval,
+        delegated,
+    };
+    let limits = HttpsLimits {
+        header_read_timeout: args.metrics_header_read_timeout,
+        idle_timeout: args.metrics_idle_timeout,
+    };
+    (authz, limits)
 }
 
 /// The injector's settings from its flags (the ingest-token hook stays off: no flag yet).
@@ -187,6 +232,38 @@ pub fn inject(args: InjectArgs) -> anyhow::Result<()> {
         std::io::stderr(),
     )?;
     Ok(())
+}
+
+/// The metrics API's authorizer (None, with a WARN, when none is configured).
+fn metrics_authorizer(
+    settings: &AuthzSettings,
+    clock: &SharedClock,
+    telemetry: &Telemetry,
+) -> anyhow::Result<Option<Arc<Authorizer>>> {
+    if settings
+        .delegated
+        .as_ref()
+        .is_some_and(|d| d.host.is_empty())
+    {
+        anyhow::bail!(
+            "--authorization-delegated needs the cluster API: --authorization-kube-api, or \
+             KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (in a pod)"
+        );
+    }
+    let authorizer = Authorizer::new(settings, clock.clone())
+        .context("metrics API authorization (--authorization-policy, --authorization-kube-ca)")?;
+    match &authorizer {
+        Some(a) => {
+            a.register(telemetry);
+            tracing::info!(policy = ?settings.policy, delegated = settings.delegated.is_some(),
+                "metrics API authorization: policy first, then SubjectAccessReview");
+        }
+        None => tracing::warn!(
+            "metrics API authorizes EVERYONE: every authenticated caller can read every metric; \
+             set --authorization-policy and/or --authorization-delegated"
+        ),
+    }
+    Ok(authorizer.map(Arc::new))
 }
 
 /// Parses nothing, binds both listeners, and serves until `shutdown`: what `main` runs.
@@ -278,6 +355,13 @@ impl App {
         let authenticator = Authenticator::new(&settings.metrics.auth)
             .context("metrics API authentication (--requestheader-client-ca, --client-ca)")?
             .map(Arc::new);
+        let authorizer = metrics_authorizer(&settings.metrics.authz, &clock, &telemetry)?;
+        if let Some(watcher) = authorizer
+            .as_ref()
+            .and_then(|a| a.policy_watcher(shutdown.clone()))
+        {
+            tracker.spawn(watcher);
+        }
         let mut https = settings.metrics.tls;
         match &authenticator {
             Some(auth) => https.options.client_verifier = Some(auth.handshake_verifier()),
@@ -294,6 +378,7 @@ impl App {
             crate::api::ApiState::new(engine.clone(), telemetry.clone())
                 .with_held_answers(engine.clone())
                 .with_authenticator(authenticator)
+                .with_authorizer(authorizer)
                 .with_inject(settings.inject),
         );
         let listener = Listener::new(metrics, "metrics API", settings.metrics.max_connections);
@@ -301,10 +386,14 @@ impl App {
             "metrics API listening on https://{}",
             listener.local_addr()?
         );
-        tracker.spawn(crate::tls::serve(
+        let connections = crate::tls::ConnectionMetrics::default();
+        connections.register(&telemetry, settings.metrics.max_connections);
+        tracker.spawn(crate::tls::serve_with(
             listener,
             https.config.clone(),
             router,
+            settings.metrics.limits,
+            connections,
             tracker.clone(),
             shutdown.clone(),
         ));

@@ -177,9 +177,88 @@ pub struct Args {
     #[arg(long, env = "DWELL_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
 
+    /// Who may read which metrics, and the metrics API's connection timeouts.
+    #[command(flatten)]
+    pub metrics_authz: MetricsAuthzArgs,
+
     /// What the injection webhook (POST /mutate/pods) injects.
     #[command(flatten)]
     pub inject: InjectDefaults,
+}
+
+/// Metrics API authorization (after authentication) and its HTTPS connection limits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsAuthzArgs {
+    /// Static authorization policy (YAML: allowed users and groups, optionally per namespace and
+    /// per API). Re-read on change; a bad version keeps the policy in force. With
+    /// --authorization-delegated too, the policy is asked first, then the cluster.
+    #[arg(long, env = "DWELL_AUTHORIZATION_POLICY")]
+    pub authorization_policy: Option<PathBuf>,
+
+    /// How often --authorization-policy is checked for changes.
+    #[arg(long, env = "DWELL_AUTHORIZATION_POLICY_POLL_INTERVAL", default_value = "2s",
+          value_parser = duration::parse)]
+    pub authorization_policy_poll_interval: Duration,
+
+    /// Delegated authorization: ask the cluster (a SubjectAccessReview, with the pod's
+    /// service-account token) whether the caller may read the metric, as custom-metrics
+    /// API servers do. Needs RBAC `system:auth-delegator`.
+    #[arg(long, env = "DWELL_AUTHORIZATION_DELEGATED")]
+    pub authorization_delegated: bool,
+
+    /// The cluster API for SubjectAccessReviews, `https://host[:port]` (default: in-cluster,
+    /// from KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT).
+    #[arg(long, env = "DWELL_AUTHORIZATION_KUBE_API",
+          value_parser = crate::api::authz::sar::KubeApi::parse)]
+    pub authorization_kube_api: Option<crate::api::authz::sar::KubeApi>,
+
+    /// CA bundle of the cluster API's serving certificate.
+    #[arg(
+        long,
+        env = "DWELL_AUTHORIZATION_KUBE_CA",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub authorization_kube_ca: PathBuf,
+
+    /// The bearer token for SubjectAccessReviews (re-read for every review: it rotates).
+    #[arg(
+        long,
+        env = "DWELL_AUTHORIZATION_KUBE_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub authorization_kube_token_file: PathBuf,
+
+    /// The most one SubjectAccessReview may take; beyond it the request gets 500, never access.
+    #[arg(long, env = "DWELL_AUTHORIZATION_TIMEOUT", default_value = "10s",
+          value_parser = duration::parse)]
+    pub authorization_timeout: Duration,
+
+    /// How long an allowed SubjectAccessReview answer is reused.
+    #[arg(long, env = "DWELL_AUTHORIZATION_CACHE_ALLOWED_TTL", default_value = "10s",
+          value_parser = duration::parse)]
+    pub authorization_cache_allowed_ttl: Duration,
+
+    /// How long a denied SubjectAccessReview answer is reused.
+    #[arg(long, env = "DWELL_AUTHORIZATION_CACHE_DENIED_TTL", default_value = "10s",
+          value_parser = duration::parse)]
+    pub authorization_cache_denied_ttl: Duration,
+
+    /// Most SubjectAccessReview answers cached.
+    #[arg(long, env = "DWELL_AUTHORIZATION_CACHE_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub authorization_cache_size: u32,
+
+    /// HTTP/1.1: the most a request's headers may take to arrive (also bounds a kept-alive
+    /// connection waiting for its next request). Slow clients are closed.
+    #[arg(long, env = "DWELL_METRICS_HEADER_READ_TIMEOUT", default_value = "10s",
+          value_parser = duration::parse)]
+    pub metrics_header_read_timeout: Duration,
+
+    /// A metrics API connection with no request in flight for this long is closed (HTTP/2:
+    /// GOAWAY).
+    #[arg(long, env = "DWELL_METRICS_IDLE_TIMEOUT", default_value = "120s",
+          value_parser = duration::parse)]
+    pub metrics_idle_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub use certs::{
 };
 pub use client_auth::PeerCertificates;
 pub use reload::{CertFiles, TlsConfig};
-pub use serve::serve;
+pub use serve::{ConnectionMetrics, HttpsLimits, serve, serve_with};
 
 /// Why TLS could not be set up.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

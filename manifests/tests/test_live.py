@@ -21,6 +21,7 @@ import urllib.parse
 import render
 
 DEADLINE_S = 30
+HPA_USER = "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
 AGE_S = 45
 
 
@@ -93,9 +94,15 @@ class LiveAggregatorTest(unittest.TestCase):
         rules = os.path.join(cls.tmp, os.path.basename(config))
         with open(rules, "w") as f:
             f.write(cm["data"][os.path.basename(config)])
+        policy_path = render.env_value(container, "DWELL_AUTHORIZATION_POLICY")
+        policy_cm = base.get("ConfigMap", "dwell-aggregator-authz", render.NAMESPACE)
+        policy = os.path.join(cls.tmp, os.path.basename(policy_path))
+        with open(policy, "w") as f:
+            f.write(policy_cm["data"][os.path.basename(policy_path)])
         front_proxy_ca = make_ca(cls.tmp, "front-proxy-ca")
         client_ca = make_ca(cls.tmp, "client-ca")
-        probe_cert, probe_key = make_client_cert(cls.tmp, client_ca, "dwell-live-test")
+        # The HPA's identity: the shipped authorization policy allows it.
+        probe_cert, probe_key = make_client_cert(cls.tmp, client_ca, HPA_USER)
         cls.metrics_port, cls.grpc_port = free_port(), free_port()
         # The manifest's environment, with the in-pod paths and addresses moved to this machine.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DWELL_")}
@@ -110,6 +117,7 @@ class LiveAggregatorTest(unittest.TestCase):
             DWELL_CONFIG=rules,
             DWELL_REQUESTHEADER_CLIENT_CA=front_proxy_ca[0],
             DWELL_CLIENT_CA=client_ca[0],
+            DWELL_AUTHORIZATION_POLICY=policy,
         )
         binary = os.path.join(render.BIN_DIR, "dwell-aggregator")
         cls.log = open(os.path.join(cls.tmp, "aggregator.log"), "w+")

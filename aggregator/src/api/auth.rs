@@ -1,5 +1,6 @@
-//! Who is calling the metrics API, as a Kubernetes aggregated API server decides it (no
-//! authorization: see the README). Two authenticators, tried in order:
+//! Who is calling the metrics API, as a Kubernetes aggregated API server decides it; what they
+//! may do is [`super::authz`]'s, asked here once the caller is known. Two authenticators, tried
+//! in order:
 //!
 //! 1. **Request header** (`--requestheader-client-ca`, `--requestheader-allowed-names`): a
 //!    certificate from the front-proxy CA whose CN is allowed (any, when the list is empty)
@@ -239,39 +240,88 @@ fn strip_remote_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// The middleware: authenticates every request but the health routes (when configured), and
-/// strips `X-Remote-*` headers always.
+/// The middleware: authenticates (when configured) and authorizes (when configured) every
+/// request but the health routes, and strips `X-Remote-*` headers always.
 pub(super) async fn require(
     State(state): State<ApiState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let auth = match &state.auth {
-        Some(auth) if !OPEN_PATHS.contains(&request.uri().path()) => auth.clone(),
-        _ => {
-            strip_remote_headers(request.headers_mut());
-            return next.run(request).await;
+    if OPEN_PATHS.contains(&request.uri().path()) {
+        strip_remote_headers(request.headers_mut());
+        return next.run(request).await;
+    }
+    let caller = match &state.auth {
+        None => None,
+        Some(auth) => {
+            let chain = request.extensions().get::<PeerCertificates>().cloned();
+            match auth.authenticate(chain.as_ref().map(|c| c.0.as_slice()), request.headers()) {
+                Ok(caller) => Some(caller),
+                Err(reason) => {
+                    tracing::debug!(path = %request.uri().path(), %reason,
+                        "unauthenticated request refused");
+                    return super::labelled(
+                        "unauthorized",
+                        ApiError::Unauthorized(reason.to_string()),
+                    );
+                }
+            }
         }
     };
-    let chain = request.extensions().get::<PeerCertificates>().cloned();
-    let decided = auth.authenticate(chain.as_ref().map(|c| c.0.as_slice()), request.headers());
     strip_remote_headers(request.headers_mut());
-    match decided {
-        Ok(caller) => {
-            tracing::debug!(
-                user = %caller.user,
-                groups = ?caller.groups,
-                method = %request.method(),
-                path = %request.uri().path(),
-                "authenticated request"
-            );
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+    if let Some(caller) = &caller {
+        tracing::debug!(
+            user = %caller.user,
+            groups = ?caller.groups,
+            method = %request.method(),
+            path = %request.uri().path(),
+            "authenticated request"
+        );
+    }
+    if let Some(authz) = &state.authz {
+        let who = caller.clone().unwrap_or_else(super::authz::anonymous);
+        let target = super::authz::attributes::Target::of(request.method(), request.uri().path());
+        let (decider, decision) = authz.decide(&who, &target).await;
+        authz.count(decider, &decision);
+        if let Some(refusal) = super::authz::refusal(&who, &target, &decision) {
+            let route = match refusal {
+                ApiError::Forbidden { .. } => "forbidden",
+                _ => "authorization_error",
+            };
+            return super::labelled(route, refusal);
         }
-        Err(reason) => {
-            tracing::debug!(path = %request.uri().path(), %reason, "unauthenticated request refused");
-            super::labelled("unauthorized", ApiError::Unauthorized(reason.to_string()))
+    }
+    if let Some(caller) = caller {
+        request.extensions_mut().insert(caller);
+    }
+    next.run(request).await
+}
+
+/// Whether `req` is authenticated and authorized as [`require`] would decide, without waiting
+/// (the response memo serves only then; anything else goes through the router). Counts the
+/// authorization decision when it says yes.
+pub(super) fn admitted_now<B>(state: &ApiState, req: &axum::http::Request<B>) -> bool {
+    let caller = match &state.auth {
+        None => None,
+        Some(auth) => {
+            let chain = req.extensions().get::<PeerCertificates>();
+            match auth.authenticate(chain.map(|c| c.0.as_slice()), req.headers()) {
+                Ok(caller) => Some(caller),
+                Err(_) => return false,
+            }
         }
+    };
+    let Some(authz) = &state.authz else {
+        return true;
+    };
+    let who = caller.unwrap_or_else(super::authz::anonymous);
+    let target = super::authz::attributes::Target::of(req.method(), req.uri().path());
+    match authz.decide_now(&who, &target) {
+        Some((decider, decision @ super::authz::Decision::Allowed)) => {
+            authz.count(decider, &decision);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -7,7 +7,8 @@
 //! Exact: a body is served only while the engine says the answer behind it still holds (its
 //! result cache's validity: rules, the namespace's stamp, the clock), and rendering is a pure
 //! function of the path, the query and that answer. Only `200` answers are kept; anything the
-//! memo does not hold, and any caller it cannot authenticate, goes through the router as before.
+//! memo does not hold, any caller it cannot authenticate, and any caller the authorizer does not
+//! allow without waiting (a review not cached yet, or a denial), goes through the router.
 //! Bounded in entries and bytes.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +22,6 @@ use hyper::body::Bytes;
 use super::ApiState;
 use super::types::APPLICATION_JSON;
 use crate::provider::{CustomQuery, ExternalQuery, MetricValue, ProviderError};
-use crate::tls::PeerCertificates;
 
 /// Most requests remembered.
 const MAX_ENTRIES: usize = 1024;
@@ -98,7 +98,7 @@ impl ResponseMemo {
     }
 
     /// The remembered response to `req`, if there is one that still holds and the caller is
-    /// authenticated as the router would require; counted as the router counts.
+    /// authenticated and authorized as the router would require; counted as the router counts.
     pub fn serve<B>(&self, state: &ApiState, req: &Request<B>) -> Option<Response<Body>> {
         if req.method() != Method::GET {
             return None;
@@ -111,11 +111,10 @@ impl ResponseMemo {
         if !(memo.holds)() {
             return None;
         }
-        if let Some(auth) = &state.auth {
-            let chain = req.extensions().get::<PeerCertificates>();
-            // Refused callers go through the router, which answers them (401) as always.
-            auth.authenticate(chain.map(|c| c.0.as_slice()), req.headers())
-                .ok()?;
+        // Refused callers, and callers whose authorization needs a review not cached yet, go
+        // through the router, which answers them (401, 403, or after the review) as always.
+        if !super::auth::admitted_now(state, req) {
+            return None;
         }
         let mut response = Response::new(Body::from(memo.body.clone()));
         response.headers_mut().insert(

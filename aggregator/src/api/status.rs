@@ -13,9 +13,15 @@ pub enum ApiError {
     /// 401: the caller is not authenticated (the message says why).
     #[error("Unauthorized: {0}")]
     Unauthorized(String),
-    /// 403: the caller may not do this.
-    #[error("{0}")]
-    Forbidden(String),
+    /// 403: the caller may not do this (the message in kube-apiserver's words, and the
+    /// `details` naming what was refused).
+    #[error("{message}")]
+    Forbidden {
+        /// The message.
+        message: String,
+        /// `details`: the resource's name, group and resource (kube's `kind` slot).
+        details: StatusDetails,
+    },
     /// 404: unknown route, resource or metric.
     #[error("{0}")]
     NotFound(String),
@@ -38,7 +44,7 @@ impl ApiError {
         let message = self.to_string();
         let (code, reason) = match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
@@ -73,6 +79,20 @@ impl From<ProviderError> for ApiError {
     }
 }
 
+/// `metav1.StatusDetails` as kube-apiserver fills it for a 403 (every field `omitempty`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusDetails {
+    /// The object's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The API group.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// The resource (kube puts the resource in `kind` here).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
 /// `metav1.Status` as JSON.
 #[derive(Debug, Serialize)]
 struct Status<'a> {
@@ -83,6 +103,8 @@ struct Status<'a> {
     status: &'static str,
     message: &'a str,
     reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a StatusDetails>,
     code: u16,
 }
 
@@ -96,6 +118,10 @@ impl IntoResponse for ApiError {
             status: "Failure",
             message: &message,
             reason,
+            details: match &self {
+                ApiError::Forbidden { details, .. } => Some(details),
+                _ => None,
+            },
             code: code.as_u16(),
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();

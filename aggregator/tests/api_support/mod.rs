@@ -4,6 +4,7 @@
 //! comparison.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fake_sar;
 pub mod memstore;
 
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::engine::Engine;
 use crate::policy::RuleSet;
 use crate::telemetry::Telemetry;
+use crate::tls::PeerCertificates;
 use crate::window::{Ages, Observation, SourceKey, WindowStore};
 
 const T0: i64 = 1_700_000_000_000;
@@ -31,6 +32,13 @@ struct Fixture {
 }
 
 fn fixture(auth: Option<Arc<Authenticator>>) -> Fixture {
+    fixture_with(auth, None)
+}
+
+fn fixture_with(
+    auth: Option<Arc<Authenticator>>,
+    authz: Option<Arc<crate::api::authz::Authorizer>>,
+) -> Fixture {
     let clock = ManualClock::new(T0);
     let store = Arc::new(WindowStore::new(30_000));
     let engine = Arc::new(Engine::new(
@@ -41,7 +49,8 @@ fn fixture(auth: Option<Arc<Authenticator>>) -> Fixture {
     let telemetry = Arc::new(Telemetry::new());
     let state = ApiState::new(engine.clone(), telemetry.clone())
         .with_held_answers(engine.clone())
-        .with_authenticator(auth);
+        .with_authenticator(auth)
+        .with_authorizer(authz);
     Fixture {
         api: router(state),
         engine,
@@ -214,4 +223,84 @@ async fn callers_the_router_would_refuse_are_not_served_from_it() {
         f.remembered(&get(PATH)).await.is_none(),
         "no certificate: the router's 401"
     );
+}
+
+/// A client CA written to `dir`, and client-certificate chains (DER) it signs by CN.
+fn client_ca(dir: &std::path::Path, cns: &[&str]) -> (std::path::PathBuf, Vec<PeerCertificates>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ca");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let ca_pem = params.self_signed(&ca_key).expect("ca").pem();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let chains = cns
+        .iter()
+        .map(|cn| {
+            let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+            leaf.distinguished_name.push(rcgen::DnType::CommonName, *cn);
+            leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let key = rcgen::KeyPair::generate().expect("key");
+            let der = leaf.signed_by(&key, &issuer).expect("leaf").der().clone();
+            PeerCertificates(Arc::new(vec![der]))
+        })
+        .collect();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("write");
+    (ca_file, chains)
+}
+
+/// An allowed caller warms the memo; a denied caller asking the same path then gets the
+/// router's 403, never the remembered value (the memo authorizes exactly as the router does).
+#[tokio::test]
+async fn a_denied_caller_never_gets_a_remembered_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_file, chains) = client_ca(dir.path(), &["hpa", "mallory"]);
+    let auth = Authenticator::new(&AuthSettings {
+        client_ca: Some(ca_file),
+        ..AuthSettings::default()
+    })
+    .expect("authenticator");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "allow:\n  - users: [hpa]\n    namespaces: [ns]\n").expect("write");
+    let authz = crate::api::authz::Authorizer::new(
+        &crate::api::authz::AuthzSettings {
+            policy: Some(policy),
+            ..Default::default()
+        },
+        ManualClock::new(T0),
+    )
+    .expect("authorizer");
+    let f = fixture_with(auth.map(Arc::new), authz.map(Arc::new));
+    f.report(1, 3_000);
+    let as_caller = |chain: &PeerCertificates| {
+        let mut req = get(PATH);
+        req.extensions_mut().insert(chain.clone());
+        req
+    };
+    let (hpa, mallory) = (&chains[0], &chains[1]);
+    let ok = f.routed(as_caller(hpa)).await;
+    assert_eq!(ok.0, StatusCode::OK);
+    assert_eq!(f.remembered(&as_caller(hpa)).await, Some(ok), "warmed");
+    assert!(
+        f.remembered(&as_caller(mallory)).await.is_none(),
+        "a denied caller is not served from the memo"
+    );
+    let (code, body) = f.routed(as_caller(mallory)).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("Status");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "deployments.apps.custom.metrics.k8s.io \"binder\" is forbidden: User \"mallory\" cannot \
+         get resource \"deployments.apps/seconds\" in API group \"custom.metrics.k8s.io\" in the \
+         namespace \"ns\""
+    );
+    assert!(
+        !String::from_utf8_lossy(&body).contains("\"items\""),
+        "no value in the refusal"
+    );
+    // The allowed caller is still served from the memo afterwards.
+    assert!(f.remembered(&as_caller(hpa)).await.is_some());
 }
