@@ -112,6 +112,10 @@ pub fn report_http(data: &[u8]) -> BodyOutcome {
             for d in &deliveries {
                 assert!(d.timestamp != Some(0), "0 means no timestamp");
                 assert!(
+                    d.timestamp.is_some() || d.unit.is_none(),
+                    "no timestamp, no unit"
+                );
+                assert!(
                     d.queue.as_deref() != Some("-"),
                     "- means the sidecar's queue"
                 );

@@ -224,10 +224,12 @@ fn parse_json(body: &[u8]) -> Result<Vec<Delivery>, ParseError> {
             {
                 return Err(("malformed", format!("delivery {i}: bad queue name")));
             }
+            // As in the line protocol: 0 is no timestamp, and no timestamp has no unit.
+            let timestamp = j.timestamp.filter(|&t| t != 0);
             Ok(Delivery {
                 queue: j.queue.filter(|q| q != "-"),
-                timestamp: j.timestamp.filter(|&t| t != 0),
-                unit,
+                timestamp,
+                unit: unit.filter(|_| timestamp.is_some()),
                 redelivered: j.redelivered,
             })
         })
@@ -247,6 +249,13 @@ mod tests {
         assert!(one[0].redelivered);
         let many = parse_json(br#"[{"timestamp":5},{"timestamp":null}]"#).unwrap();
         assert_eq!(many[1].timestamp, None);
+        // The fuzz target's promise (the line protocol's regression `order 0s 0`): no
+        // timestamp, no unit, whatever unit was sent.
+        let zero = parse_json(br#"[{"timestamp":0,"unit":"ms"},{"unit":"s"}]"#).unwrap();
+        assert!(
+            zero.iter()
+                .all(|d| d.timestamp.is_none() && d.unit.is_none())
+        );
         for bad in [
             &br#"{"timestamp":-5}"#[..],
             br#"{"timestamp":1.5}"#,
