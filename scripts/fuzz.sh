@@ -7,9 +7,9 @@
 #   scripts/fuzz.sh report tap         only these
 #   FUZZ_SECONDS=600 scripts/fuzz.sh   longer
 #
-# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SANITIZER (default none: stable Rust
-# has no -Zsanitizer; `address` needs a nightly toolchain, e.g. `cargo +nightly`, or
-# RUSTC_BOOTSTRAP=1), FUZZ_CODEGEN_UNITS (default 16: quicker builds on small machines),
+# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SANITIZER (default none; `address`
+# passes -Zsanitizer=address, a nightly flag that stable rustc accepts with RUSTC_BOOTSTRAP=1,
+# which the script then sets; std stays uninstrumented; see fuzz/README.md), FUZZ_CODEGEN_UNITS (default 16: quicker builds on small machines),
 # FUZZ_WORK (where new inputs go, default fuzz/target/work: the committed corpus is only read),
 # FUZZ_ARGS (more libFuzzer flags, e.g. "-max_len=8192").
 #
@@ -30,6 +30,11 @@ targets=("$@")
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "==> cargo install cargo-fuzz"
   cargo install cargo-fuzz --locked
+fi
+
+if [ "$sanitizer" != none ] && [ -z "${RUSTC_BOOTSTRAP:-}" ]; then
+  echo "==> --sanitizer $sanitizer: RUSTC_BOOTSTRAP=1 (the stable toolchain's -Z flags)"
+  export RUSTC_BOOTSTRAP=1
 fi
 
 cd fuzz
