@@ -282,7 +282,13 @@ async fn the_patch_gives_the_pod_inject_gives_and_every_other_review_is_allowed_
         patched["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["key"],
         "app-url-tap"
     );
-    assert_eq!(patched["spec"]["volumes"][1], pod["spec"]["volumes"][0]);
+    // The sidecar's volumes go first (pod info, then the bound token), the pod's own after them.
+    assert_eq!(patched["spec"]["volumes"][1]["name"], "dwell-ingest-token");
+    assert_eq!(
+        patched["spec"]["volumes"][1]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "dwell"
+    );
+    assert_eq!(patched["spec"]["volumes"][2], pod["spec"]["volumes"][0]);
 
     // The injected pod again (reinvocation): left alone.
     let again = response(

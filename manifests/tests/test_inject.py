@@ -139,8 +139,9 @@ class SameAsTheComponentTest(unittest.TestCase):
         self.assertIsNotNone(rendered, "%s renders no binder Deployment" % kustomization)
         got, want = pod_spec(injected), pod_spec(rendered)
         self.assertEqual(normalized(sidecar_of(got)), normalized(sidecar_of(want)))
-        volume = lambda spec: [v for v in spec["volumes"] if v["name"] == "dwell-podinfo"]
+        volume = lambda spec: [v for v in spec["volumes"] if v["name"] in ("dwell-podinfo", "dwell-ingest-token")]
         self.assertEqual(volume(got), volume(want))
+        self.assertEqual(len(volume(want)), 2, "the component adds the pod-info and token volumes")
         if patch_env:
             env = lambda spec: {e["name"]: e for e in spec["containers"][0]["env"]}
             self.assertEqual(env(got)[patch_env], env(want)[patch_env])

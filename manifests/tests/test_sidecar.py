@@ -92,6 +92,23 @@ class SidecarTest(unittest.TestCase):
                 items = {i["path"]: i["fieldRef"]["fieldPath"] for i in volume["downwardAPI"]["items"]}
                 self.assertEqual(items.get(filename), "metadata.labels")
 
+    def test_bound_service_account_token_for_dwell(self):
+        # The sidecar proves its pod to the aggregator with a projected token: audience dwell,
+        # an hour's lifetime (the kubelet rotates it), read-only, and named by DWELL_TOKEN_FILE.
+        for r, d, pod, c in injected():
+            with self.subTest(kustomization=r.rel, deployment=d["metadata"]["name"]):
+                token_file = render.env_value(c, "DWELL_TOKEN_FILE")
+                self.assertTrue(token_file, "no DWELL_TOKEN_FILE")
+                mount_dir, filename = token_file.rsplit("/", 1)
+                mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+                self.assertIn(mount_dir, mounts, "DWELL_TOKEN_FILE is not under a mount")
+                self.assertIs(mounts[mount_dir].get("readOnly"), True)
+                volume = next(v for v in pod["volumes"] if v["name"] == mounts[mount_dir]["name"])
+                sources = volume["projected"]["sources"]
+                self.assertEqual(len(sources), 1)
+                sa = sources[0]["serviceAccountToken"]
+                self.assertEqual(sa, {"audience": "dwell", "expirationSeconds": 3600, "path": filename})
+
     def test_aggregator_address_is_the_headless_grpc_service(self):
         base = render.render("base")
         for r, d, _, c in injected():

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -74,6 +75,14 @@ class TapManifestTest(unittest.TestCase):
                 for e in c.get("env", []):
                     if "value" in e and e["name"] != "DWELL_LABELS_FILE":
                         env[e["name"]] = e["value"]
+                # The kubelet's projected token is not here: a file standing in for it (the
+                # sidecar refuses to start when --token-file is unreadable).
+                self.assertIn("DWELL_TOKEN_FILE", env, "the tap sidecar gets the bound token")
+                token = tempfile.NamedTemporaryFile("w", prefix="dwell-token-", delete=False)
+                self.addCleanup(os.unlink, token.name)
+                token.write("a-stand-in-token")
+                token.close()
+                env["DWELL_TOKEN_FILE"] = token.name
                 # Free ports on this machine; the broker and aggregator names need not resolve.
                 env.update(DWELL_TAP_LISTEN="127.0.0.1:0", DWELL_TELEMETRY_ADDR="127.0.0.1:0",
                            DWELL_REPORT_UDP="127.0.0.1:0", DWELL_REPORT_HTTP="127.0.0.1:0",

@@ -22,6 +22,7 @@ use crate::identity::{self, Identity, IdentityError};
 use crate::interval::{self, Reporter};
 use crate::peek::{self, Peek};
 use crate::push::backlog::Backlog;
+use crate::push::token::TokenFile;
 use crate::push::{self, Pusher, Resolver, Target, TlsError};
 use crate::queues::Queues;
 use crate::stats::{self, Stats};
@@ -167,6 +168,7 @@ impl Settings {
                 target,
                 resolve_interval: args.resolve_interval,
                 shutdown_timeout: args.shutdown_timeout,
+                token_recheck: push::token::RECHECK,
             },
             queue: args.queue,
             max_queues: args.max_queues as usize,
@@ -204,7 +206,8 @@ fn tap_settings(args: &Args) -> anyhow::Result<Option<TapSettings>> {
     }))
 }
 
-/// `--aggregator`, with `--aggregator-ca` and the `--client-cert`/`--client-key` pair.
+/// `--aggregator`, with `--aggregator-ca`, the `--client-cert`/`--client-key` pair and the
+/// `--token-file` (read now: an unusable file fails the start).
 fn target(args: &Args) -> anyhow::Result<Target> {
     let url = &args.aggregator;
     let mut target = Target::parse(url).map_err(|e| anyhow!("--aggregator {url:?}: {e}"))?;
@@ -221,6 +224,10 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             TlsError::NoPrivateKey => anyhow!("--client-key {e}"),
             TlsError::NotHttps | TlsError::NoCertificate => anyhow!("--client-cert {e}"),
         })?;
+    }
+    if let Some(path) = &args.token_file {
+        let token = TokenFile::load(path).map_err(|e| anyhow!("--token-file: {e}"))?;
+        target = target.with_token(token);
     }
     Ok(target)
 }
@@ -339,6 +346,7 @@ impl Sidecar {
             report_udp = ?self.report_udp_addr(), report_http = ?self.report_http_addr(),
             telemetry = ?self.telemetry_addr(),
             amqp = ?s.stats.as_ref().map(|c| c.url.to_string()),
+            token_file = ?s.push.target.token.as_ref().map(|t| t.path().display().to_string()),
             peek = s.peek.is_some(), "dwell-sidecar started"
         );
         let Self {
@@ -424,6 +432,14 @@ impl Sidecar {
         };
         // On shutdown the reporter queues the goodbye reports and the pusher delivers them.
         tasks.spawn(reporter.run(shutdown.clone()));
+        if let Some(token) = &settings.push.target.token {
+            let watch = token.clone().watch(
+                metrics.clone(),
+                settings.push.token_recheck,
+                shutdown.clone(),
+            );
+            tasks.spawn(watch);
+        }
         let shutdown_timeout = settings.push.shutdown_timeout;
         let pusher = Pusher {
             config: settings.push,
@@ -531,6 +547,18 @@ mod tests {
             empty.as_str(),
         ]);
         assert_eq!(no_cert, "--client-cert holds no PEM CERTIFICATE block");
+        let no_token = refused(&["--token-file", "/nonexistent/token"]);
+        assert!(
+            no_token.starts_with("--token-file: cannot read /nonexistent/token: "),
+            "{no_token}"
+        );
+        let spaced = dir.path().join("spaced");
+        std::fs::write(&spaced, "s3cret-part s3cret-part").unwrap();
+        let spaced = refused(&["--token-file", &spaced.display().to_string()]);
+        assert!(
+            spaced.starts_with("--token-file: ") && !spaced.contains("s3cret"),
+            "{spaced}"
+        );
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub struct Args {
     #[arg(long, env = "DWELL_CLIENT_KEY", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
 
+    /// File with a bearer token sent to the aggregator on every stream (`authorization: Bearer
+    /// …`): in Kubernetes a projected service-account token with the audience `dwell`, which
+    /// proves the pod's identity. Re-read every few seconds and on every reconnect, so the
+    /// kubelet's rotations are picked up. Never logged. Off unless given.
+    #[arg(long, env = "DWELL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
     /// How often a report is sent (e.g. 1s, 500ms). Ages are pre-aggregated per interval.
     #[arg(long, env = "DWELL_INTERVAL", default_value = "1s", value_parser = duration::parse)]
     pub interval: Duration,

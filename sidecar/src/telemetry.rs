@@ -126,6 +126,10 @@ pub struct Metrics {
     pub acks: Counter,
     /// Streams that failed or were refused (each followed by a backoff).
     pub stream_failures: Counter,
+    /// Reads of the `--token-file` that failed while running (the last good token is kept).
+    pub token_read_failures: Counter,
+    /// New tokens picked up from the `--token-file` (the kubelet's rotations).
+    pub token_rotations: Counter,
 }
 
 impl Metrics {
@@ -303,6 +307,16 @@ impl Metrics {
             "stream_failures",
             "Streams that failed",
             c(&self.stream_failures),
+        );
+        r.register(
+            "token_read_failures",
+            "Reads of the --token-file that failed while running (the last good token is kept)",
+            c(&self.token_read_failures),
+        );
+        r.register(
+            "token_rotations",
+            "New tokens picked up from the --token-file",
+            c(&self.token_rotations),
         );
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &r);

@@ -109,6 +109,19 @@ impl Aggregator {
         grpc_addr: SocketAddr,
         extra_args: &[&str],
     ) -> Result<Self, String> {
+        Self::start_program_env(program, tls, metrics_addr, grpc_addr, extra_args, &[]).await
+    }
+
+    /// Like [`Aggregator::start_program_on`] with extra environment variables for the child
+    /// (e.g. `RUST_LOG=debug`).
+    pub async fn start_program_env(
+        program: &Path,
+        tls: Tls,
+        metrics_addr: SocketAddr,
+        grpc_addr: SocketAddr,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let ca_out = dir.path().join("self-signed.pem");
         let mut args: Vec<String> = vec![
@@ -131,7 +144,7 @@ impl Aggregator {
         }
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let mut process =
-            Process::spawn("aggregator", program, &args, &[]).map_err(|e| e.to_string())?;
+            Process::spawn("aggregator", program, &args, env).map_err(|e| e.to_string())?;
         let metrics_addr = process
             .wait_for(START_DEADLINE, |l| {
                 addr_after(l, "metrics API listening on https://")

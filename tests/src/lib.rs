@@ -45,6 +45,7 @@ pub mod poll;
 pub mod process;
 pub mod publisher;
 pub mod rabbitmqctl;
+pub mod secrets;
 pub mod sidecar;
 pub mod tap;
 pub mod trace;

@@ -40,7 +40,8 @@ pub struct InjectSettings {
     pub image: String,
     /// The aggregator's gRPC URL.
     pub aggregator: String,
-    /// The ingest-token hook (off: `None`; see [`IngestToken`]).
+    /// Another ingest token than the template's (`None`: audience `dwell`, 3600 s, mounted at
+    /// `/var/run/secrets/dwell`; see [`IngestToken`]).
     pub ingest_token: Option<IngestToken>,
 }
 

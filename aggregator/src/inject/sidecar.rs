@@ -1,6 +1,12 @@
 //! The `dwell-sidecar` container and the volumes it needs, built from `sidecar.yaml` (the shape
 //! `manifests/components/sidecar` adds, plus what `components/sidecar-tap` changes) and one pod's
 //! settings. Env order: the component's, then the tap's, then the per-pod settings.
+//!
+//! Like the component, every injected sidecar gets the pod's bound service-account token: a
+//! projected volume ([`TOKEN_VOLUME`], audience `dwell`, 3600 s, rotated by the kubelet) mounted
+//! read-only, and `DWELL_TOKEN_FILE` naming its file, so the sidecar sends it on every report
+//! stream (`authorization: Bearer`). An [`IngestToken`] in the injector's settings replaces the
+//! audience, lifetime and mount; the token itself is never in the pod spec.
 
 use super::InjectError;
 use super::amqp_url::TAP_LISTEN;
@@ -11,17 +17,20 @@ use super::node::{self, Map, Node};
 pub const NAME: &str = "dwell-sidecar";
 /// The pod-info volume's name.
 pub const PODINFO_VOLUME: &str = "dwell-podinfo";
-/// The ingest-token volume's name (only with [`IngestToken`]).
+/// The ingest-token volume's name.
 pub const TOKEN_VOLUME: &str = "dwell-ingest-token";
+/// The token's file name in its volume.
+pub const TOKEN_FILE: &str = "token";
 /// The header the tap reads before the timestamp property, as `components/sidecar-tap` sets it.
 const TAP_TIMESTAMP_HEADER: &str = "timestamp_in_ms";
 
 const TEMPLATE: &str = include_str!("sidecar.yaml");
 
-/// **Hook for ingest tokens** (the security issue that adds token authentication to ingest):
-/// when set, the pod gets a projected service-account token volume ([`TOKEN_VOLUME`]) for
-/// `audience`, mounted read-only in the sidecar at `mount_dir` (the file is `token`). Off by
-/// default, and no flag sets it yet: the sidecar flag that reads the file comes with that issue.
+/// **Another ingest token than the template's**: the projected service-account token volume
+/// ([`TOKEN_VOLUME`]) is then for `audience`, with `expiration_seconds`, mounted read-only in
+/// the sidecar at `mount_dir` (the file is [`TOKEN_FILE`], named by `DWELL_TOKEN_FILE`). Without
+/// one the template's token is used: audience `dwell`, 3600 s, `/var/run/secrets/dwell` (what
+/// the aggregator's token check expects).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestToken {
     /// The token's audience (what the aggregator will check).
@@ -123,51 +132,73 @@ impl Sidecar<'_> {
             );
         }
         if let Some(token) = self.token {
-            c.get_mut("volumeMounts")
+            let dir = token.mount_dir.trim_end_matches('/');
+            let file = format!("{dir}/{TOKEN_FILE}");
+            let var = c
+                .get_mut("env")
                 .and_then(Node::as_seq_mut)
-                .ok_or_else(|| template_error("volumeMounts"))?
-                .push(Node::map([
-                    ("name", Node::str(TOKEN_VOLUME)),
-                    ("mountPath", Node::str(&token.mount_dir)),
-                    ("readOnly", Node::Bool(true)),
-                ]));
+                .and_then(|env| {
+                    env.iter_mut()
+                        .find(|e| e.str_at("name") == Some("DWELL_TOKEN_FILE"))
+                })
+                .ok_or_else(|| template_error("DWELL_TOKEN_FILE"))?;
+            *var = env("DWELL_TOKEN_FILE", &file);
+            let mount = c
+                .get_mut("volumeMounts")
+                .and_then(Node::as_seq_mut)
+                .and_then(|mounts| {
+                    mounts
+                        .iter_mut()
+                        .find(|m| m.str_at("name") == Some(TOKEN_VOLUME))
+                })
+                .ok_or_else(|| template_error("token volumeMount"))?;
+            *mount = Node::map([
+                ("name", Node::str(TOKEN_VOLUME)),
+                ("mountPath", Node::str(dir)),
+                ("readOnly", Node::Bool(true)),
+            ]);
         }
         Ok(container)
     }
 
     /// The volumes the container mounts, ready to go first in `volumes`.
     pub fn volumes(&self) -> Result<Vec<Node>, InjectError> {
-        let podinfo = template()?
+        let template = template()?;
+        let podinfo = template
             .get("volume")
             .cloned()
             .ok_or_else(|| template_error("volume"))?;
-        let mut out = vec![podinfo];
-        if let Some(token) = self.token {
-            let projection: Map = [
-                ("audience", Node::str(&token.audience)),
-                (
-                    "expirationSeconds",
-                    Node::int(token.expiration_seconds.into()),
-                ),
-                ("path", Node::str("token")),
-            ]
-            .into_iter()
-            .collect();
-            out.push(Node::map([
-                ("name", Node::str(TOKEN_VOLUME)),
-                (
-                    "projected",
-                    Node::map([(
-                        "sources",
-                        Node::Seq(vec![Node::map([(
-                            "serviceAccountToken",
-                            Node::Map(projection),
-                        )])]),
-                    )]),
-                ),
-            ]));
-        }
-        Ok(out)
+        let Some(token) = self.token else {
+            let token = template
+                .get("token_volume")
+                .cloned()
+                .ok_or_else(|| template_error("token_volume"))?;
+            return Ok(vec![podinfo, token]);
+        };
+        let projection: Map = [
+            ("audience", Node::str(&token.audience)),
+            (
+                "expirationSeconds",
+                Node::int(token.expiration_seconds.into()),
+            ),
+            ("path", Node::str(TOKEN_FILE)),
+        ]
+        .into_iter()
+        .collect();
+        let token = Node::map([
+            ("name", Node::str(TOKEN_VOLUME)),
+            (
+                "projected",
+                Node::map([(
+                    "sources",
+                    Node::Seq(vec![Node::map([(
+                        "serviceAccountToken",
+                        Node::Map(projection),
+                    )])]),
+                )]),
+            ),
+        ]);
+        Ok(vec![podinfo, token])
     }
 }
 
@@ -218,8 +249,29 @@ mod tests {
             Some(&Node::str("64Mi"))
         );
         let v = plain().volumes().unwrap();
-        assert_eq!(v.len(), 1);
+        assert_eq!(v.len(), 2);
         assert_eq!(v[0].str_at("name"), Some(PODINFO_VOLUME));
+        // The bound token, as components/sidecar adds it: audience dwell, one hour.
+        assert_eq!(v[1].str_at("name"), Some(TOKEN_VOLUME));
+        let sa = &v[1]
+            .at(&["projected", "sources"])
+            .and_then(Node::as_seq)
+            .unwrap()[0];
+        assert_eq!(
+            sa.at(&["serviceAccountToken", "audience"]),
+            Some(&Node::str("dwell"))
+        );
+        assert_eq!(
+            sa.at(&["serviceAccountToken", "expirationSeconds"]),
+            Some(&Node::int(3600))
+        );
+        assert!(env.contains(&"DWELL_TOKEN_FILE".to_owned()));
+        let mounts = c.get("volumeMounts").and_then(Node::as_seq).unwrap();
+        assert_eq!(mounts[1].str_at("name"), Some(TOKEN_VOLUME));
+        assert_eq!(
+            mounts[1].str_at("mountPath"),
+            Some("/var/run/secrets/dwell")
+        );
     }
 
     #[test]
@@ -257,11 +309,11 @@ mod tests {
     }
 
     #[test]
-    fn the_token_hook_adds_a_projected_volume_and_mount() {
+    fn another_ingest_token_replaces_the_templates() {
         let token = IngestToken {
             audience: "dwell-aggregator".into(),
             expiration_seconds: 3600,
-            mount_dir: "/var/run/secrets/dwell".into(),
+            mount_dir: "/var/run/secrets/dwell-agg/".into(),
         };
         let s = Sidecar {
             token: Some(&token),
@@ -277,11 +329,21 @@ mod tests {
             sa.at(&["serviceAccountToken", "audience"]),
             Some(&Node::str("dwell-aggregator"))
         );
-        let mounts = s.container().unwrap();
-        let mounts = mounts.get("volumeMounts").and_then(Node::as_seq).unwrap();
+        assert_eq!(v.len(), 2, "replaced, not added");
+        let c = s.container().unwrap();
+        let mounts = c.get("volumeMounts").and_then(Node::as_seq).unwrap();
+        assert_eq!(mounts.len(), 2);
         assert_eq!(
             mounts[1].str_at("mountPath"),
-            Some("/var/run/secrets/dwell")
+            Some("/var/run/secrets/dwell-agg")
         );
+        let file = c
+            .get("env")
+            .and_then(Node::as_seq)
+            .unwrap()
+            .iter()
+            .find(|e| e.str_at("name") == Some("DWELL_TOKEN_FILE"))
+            .and_then(|e| e.str_at("value"));
+        assert_eq!(file, Some("/var/run/secrets/dwell-agg/token"));
     }
 }

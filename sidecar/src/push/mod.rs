@@ -2,10 +2,12 @@
 //! its own stream ([`stream`]), fed from one shared [`backlog::Backlog`]. The name is re-resolved
 //! periodically: replicas that went away are dropped, new ones start with the whole backlog, so
 //! every replica holds the full picture without any coordination between them. After shutdown
-//! the streams get a bounded time to deliver the goodbye report.
+//! the streams get a bounded time to deliver the goodbye report. With a token file ([`token`])
+//! every call carries the pod's bound service-account token.
 
 pub mod backlog;
 pub mod stream;
+pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -23,6 +25,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::telemetry::Metrics;
 use backlog::Backlog;
+use token::TokenFile;
 
 /// Where reports go: the aggregator URL, split up.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct Target {
     pub origin: Uri,
     /// TLS settings for https (None: plain http).
     pub tls: Option<ClientTlsConfig>,
+    /// The bearer token sent on every call (None: none is sent).
+    pub token: Option<Arc<TokenFile>>,
 }
 
 /// Why an aggregator URL was refused (the caller names the URL and where it came from).
@@ -98,7 +103,14 @@ impl Target {
             port,
             origin,
             tls,
+            token: None,
         })
+    }
+
+    /// Sends the token of `file` as `authorization: Bearer …` on every call.
+    pub fn with_token(mut self, file: Arc<TokenFile>) -> Self {
+        self.token = Some(file);
+        self
     }
 
     /// Also trusts the CA certificates in `ca_pem` (for an aggregator with a private CA).
@@ -154,6 +166,8 @@ pub struct Config {
     pub resolve_interval: Duration,
     /// After shutdown, how long the goodbye report may take to be acknowledged everywhere.
     pub shutdown_timeout: Duration,
+    /// How often the token file (if any) is checked for a new token.
+    pub token_recheck: Duration,
 }
 
 /// Keeps one stream per resolved aggregator address.
@@ -320,6 +334,7 @@ mod tests {
                 target: Target::parse("http://agg:1").unwrap(),
                 resolve_interval: Duration::from_secs(10),
                 shutdown_timeout: timeout,
+                token_recheck: token::RECHECK,
             },
             backlog: backlog.clone(),
             metrics: metrics.clone(),

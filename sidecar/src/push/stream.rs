@@ -1,6 +1,9 @@
 //! One long-lived `Ingest/Stream` to one aggregator address: on every (re)connect it resends the
 //! whole backlog, then follows new reports, and records acks by seq. A failed stream is retried
 //! with jittered exponential backoff until the address goes away or the goodbye report is acked.
+//! With a token file, every (re)connect re-reads it and opens the stream with the token current
+//! then; a new token while a stream is open ends that stream cleanly and opens the next one
+//! with it at once, so no stream outlives the token it was opened with by more than a recheck.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tonic::transport::Endpoint;
 
 use super::Target;
 use super::backlog::Backlog;
+use super::token::Bearer;
 use crate::telemetry::Metrics;
 
 /// Why a stream ended in error.
@@ -37,6 +41,8 @@ enum End {
     Goodbye,
     /// The address went away.
     Stopped,
+    /// A new token was picked up: reopen with it.
+    Rotated,
 }
 
 /// Streams reports to `addr` until it is stopped or the goodbye report is acknowledged.
@@ -57,6 +63,10 @@ pub async fn run(
                 break;
             }
             Ok(End::Stopped) => break,
+            Ok(End::Rotated) => {
+                tracing::info!(aggregator = %addr, "reopening the report stream with the new token");
+                continue;
+            }
             Err(e) => {
                 metrics.stream_failures.inc();
                 tracing::warn!(aggregator = %addr, error = %chain(&e), "report stream failed; reconnecting");
@@ -105,7 +115,18 @@ async fn session(
         _ = stop.cancelled() => return Ok(End::Stopped),
         c = endpoint.connect() => c?,
     };
-    let mut client = IngestClient::new(channel);
+    // The token current now (read again: a rotation may be newer than the last check), and
+    // every later one as it comes.
+    let mut rotated = match &target.token {
+        Some(token) => {
+            token.refresh(metrics);
+            let mut rx = token.subscribe();
+            rx.mark_unchanged();
+            Some(rx)
+        }
+        None => None,
+    };
+    let mut client = IngestClient::with_interceptor(channel, Bearer(target.token.clone()));
     let (tx, rx) = mpsc::channel::<Report>(64);
     let mut cursor = 0u64;
     // Start the call with what fits in the channel; the loop below sends the rest.
@@ -132,6 +153,7 @@ async fn session(
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return Ok(End::Stopped),
+                () = token_changed(&mut rotated) => return Ok(End::Rotated),
                 m = inbound.message() => {
                     if let Some(end) = on_ack(addr, m, backlog, metrics, acked)? {
                         return Ok(end);
@@ -146,6 +168,7 @@ async fn session(
         }
         tokio::select! {
             _ = stop.cancelled() => return Ok(End::Stopped),
+            () = token_changed(&mut rotated) => return Ok(End::Rotated),
             m = inbound.message() => {
                 if let Some(end) = on_ack(addr, m, backlog, metrics, acked)? {
                     return Ok(end);
@@ -158,6 +181,17 @@ async fn session(
             }
         }
     }
+}
+
+/// Resolves when a new token is picked up; never without a token file (or once its sender is
+/// gone, which only happens at exit).
+async fn token_changed(rotated: &mut Option<tokio::sync::watch::Receiver<super::token::Header>>) {
+    if let Some(rx) = rotated
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 fn on_ack(

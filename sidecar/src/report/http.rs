@@ -78,39 +78,11 @@ async fn report(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let parsed = match content_type.as_str() {
-        "application/json" => parse_json(&body),
-        "text/plain" => parse_text(&body),
-        _ => {
-            return refuse(
-                &intake,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Content-Type must be application/json or text/plain",
-            );
-        }
-    };
-    let deliveries = match parsed {
+        .unwrap_or("");
+    let deliveries = match parse_body(content_type, &body) {
         Ok(d) => d,
-        Err((reason, message)) => {
-            return refuse(&intake, StatusCode::BAD_REQUEST, reason, &message);
-        }
+        Err(r) => return refuse(&intake, r.status, r.reason, &r.message),
     };
-    if deliveries.len() > MAX_BATCH {
-        let msg = format!("at most {MAX_BATCH} deliveries per request");
-        return refuse(
-            &intake,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            &msg,
-        );
-    }
     if let Some(q) = deliveries
         .iter()
         .filter_map(|d| d.queue.as_deref())
@@ -131,6 +103,60 @@ fn refuse(intake: &Intake, status: StatusCode, reason: &str, message: &str) -> R
     intake.reject("http", reason);
     let body = json!({ "error": message, "reason": reason });
     (status, axum::Json(body)).into_response()
+}
+
+/// Why a body was refused as a whole: the status it is answered with, the metrics `reason`
+/// label and the message for the client (which never quotes more than a field name or a line
+/// number of the body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400, 413 or 415.
+    pub status: StatusCode,
+    /// The `reason` label of `report_rejected_total`.
+    pub reason: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses a request body by its `Content-Type` (the header's value; parameters such as
+/// `charset` are ignored) into 1 to [`MAX_BATCH`] deliveries, or refuses it whole. The queue
+/// names are checked by the caller, which knows the sidecar's queue. Pure, so it is fuzzed
+/// (`fuzz/`) without a server.
+pub fn parse_body(content_type: &str, body: &[u8]) -> Result<Vec<Delivery>, Refusal> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let parsed = match media.as_str() {
+        "application/json" => parse_json(body),
+        "text/plain" => parse_text(body),
+        _ => {
+            return Err(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason: "unsupported_media_type",
+                message: "Content-Type must be application/json or text/plain".into(),
+            });
+        }
+    };
+    let deliveries = parsed.map_err(|(reason, message)| Refusal {
+        status: if reason == "batch_too_large" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        },
+        reason,
+        message,
+    })?;
+    if deliveries.len() > MAX_BATCH {
+        return Err(Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: "batch_too_large",
+            message: format!("at most {MAX_BATCH} deliveries per request"),
+        });
+    }
+    Ok(deliveries)
 }
 
 type ParseError = (&'static str, String);
@@ -198,10 +224,12 @@ fn parse_json(body: &[u8]) -> Result<Vec<Delivery>, ParseError> {
             {
                 return Err(("malformed", format!("delivery {i}: bad queue name")));
             }
+            // As in the line protocol: 0 is no timestamp, and no timestamp has no unit.
+            let timestamp = j.timestamp.filter(|&t| t != 0);
             Ok(Delivery {
                 queue: j.queue.filter(|q| q != "-"),
-                timestamp: j.timestamp.filter(|&t| t != 0),
-                unit,
+                timestamp,
+                unit: unit.filter(|_| timestamp.is_some()),
                 redelivered: j.redelivered,
             })
         })
@@ -221,6 +249,13 @@ mod tests {
         assert!(one[0].redelivered);
         let many = parse_json(br#"[{"timestamp":5},{"timestamp":null}]"#).unwrap();
         assert_eq!(many[1].timestamp, None);
+        // The fuzz target's promise (the line protocol's regression `order 0s 0`): no
+        // timestamp, no unit, whatever unit was sent.
+        let zero = parse_json(br#"[{"timestamp":0,"unit":"ms"},{"unit":"s"}]"#).unwrap();
+        assert!(
+            zero.iter()
+                .all(|d| d.timestamp.is_none() && d.unit.is_none())
+        );
         for bad in [
             &br#"{"timestamp":-5}"#[..],
             br#"{"timestamp":1.5}"#,
@@ -234,5 +269,27 @@ mod tests {
         ] {
             assert!(parse_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn bodies_are_refused_whole_with_their_status() {
+        let many = format!("[{}]", vec![r#"{"timestamp":1}"#; MAX_BATCH + 1].join(","));
+        let refusal = parse_body("application/json", many.as_bytes()).unwrap_err();
+        assert_eq!(
+            (refusal.status, refusal.reason),
+            (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large")
+        );
+        let lines = "- 5\n".repeat(MAX_BATCH + 1);
+        let refusal = parse_body("text/plain", lines.as_bytes()).unwrap_err();
+        assert_eq!(refusal.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let xml = parse_body("application/xml", b"<x/>").unwrap_err();
+        assert_eq!(xml.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let bad = parse_body("text/plain; charset=utf-8", b"orders 12h").unwrap_err();
+        assert_eq!(
+            (bad.status, bad.reason),
+            (StatusCode::BAD_REQUEST, "bad_unit")
+        );
+        let ok = parse_body("Application/JSON", br#"{"timestamp":5}"#).unwrap();
+        assert_eq!(ok[0].timestamp, Some(5));
     }
 }

@@ -102,7 +102,12 @@ pub fn parse(line: &str) -> Result<Delivery, LineError> {
             }
             _ => return Err(LineError::Number),
         };
-        (Some(value).filter(|&v| v != 0), unit)
+        // `0` is "no timestamp", and a missing timestamp has no unit (the suffix is dropped, so
+        // `q 0s` and `q 0` are the same delivery).
+        match value {
+            0 => (None, None),
+            v => (Some(v), unit),
+        }
     };
     Ok(Delivery {
         queue: (queue != "-").then(|| queue.to_owned()),
@@ -134,6 +139,21 @@ mod tests {
         assert_eq!(parse("q -").unwrap().timestamp, None);
         assert_eq!(parse("q 0").unwrap().timestamp, None);
         assert_eq!(parse("q 5us 0").unwrap().unit, Some(Unit::Us));
+    }
+
+    /// Fuzz regression (`fuzz/corpus/report_line/regression-zero-with-unit`): `order 0s 0` gave
+    /// no timestamp but the unit `s`, so it did not equal the same line written back (`order -`).
+    #[test]
+    fn a_zero_timestamp_keeps_no_unit() {
+        let none = Delivery {
+            queue: Some("order".into()),
+            timestamp: None,
+            unit: None,
+            redelivered: false,
+        };
+        for line in ["order 0s 0", "order 0ms", "order 0us", "order 0", "order -"] {
+            assert_eq!(parse(line), Ok(none.clone()), "{line}");
+        }
     }
 
     #[test]

@@ -27,15 +27,22 @@ pub async fn serve(socket: UdpSocket, intake: Arc<Intake>, shutdown: Cancellatio
                 continue;
             }
         };
-        if len > MAX_DATAGRAM {
-            intake.reject("udp", "datagram_too_large");
-            continue;
-        }
-        match std::str::from_utf8(&buf[..len]) {
-            Ok(text) => {
-                intake.accept_lines(text, "udp");
-            }
-            Err(_) => intake.reject("udp", "not_utf8"),
+        receive(&intake, &buf[..len]);
+    }
+}
+
+/// Takes one datagram: every line of it, or nothing when it is too large or not UTF-8 (each
+/// counted). Returns (accepted, rejected) lines; a datagram refused whole is one rejection.
+pub fn receive(intake: &Intake, datagram: &[u8]) -> (u64, u64) {
+    if datagram.len() > MAX_DATAGRAM {
+        intake.reject("udp", "datagram_too_large");
+        return (0, 1);
+    }
+    match std::str::from_utf8(datagram) {
+        Ok(text) => intake.accept_lines(text, "udp"),
+        Err(_) => {
+            intake.reject("udp", "not_utf8");
+            (0, 1)
         }
     }
 }

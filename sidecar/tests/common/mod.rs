@@ -14,7 +14,7 @@ use dwell_proto::v1::{Ack, Report, report::Ages};
 use dwell_sidecar::cli::Args;
 use dwell_sidecar::telemetry::Metrics;
 use dwell_sidecar::{Settings, Sidecar};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -72,9 +72,21 @@ where
     }
 }
 
-/// A recording aggregator stand-in: acks every report in order and hands it to the test.
+/// A recording aggregator stand-in: acks every report in order and hands it to the test, and
+/// records the `authorization` metadata every call (stream or push) arrived with.
 struct Recorder {
     tx: mpsc::UnboundedSender<Report>,
+    auth: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Recorder {
+    fn record_auth<T>(&self, request: &tonic::Request<T>) {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("<not ascii>").to_owned());
+        self.auth.lock().unwrap().push(value);
+    }
 }
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<Ack, tonic::Status>> + Send>>;
@@ -87,6 +99,7 @@ impl Ingest for Recorder {
         &self,
         request: tonic::Request<tonic::Streaming<Report>>,
     ) -> Result<tonic::Response<AckStream>, tonic::Status> {
+        self.record_auth(&request);
         let mut inbound = request.into_inner();
         let (ack_tx, ack_rx) = mpsc::channel(64);
         let tx = self.tx.clone();
@@ -110,6 +123,7 @@ impl Ingest for Recorder {
         &self,
         request: tonic::Request<Report>,
     ) -> Result<tonic::Response<Ack>, tonic::Status> {
+        self.record_auth(&request);
         let report = request.into_inner();
         let seq = report.seq;
         let _ = self.tx.send(report);
@@ -127,7 +141,10 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Reports in arrival order.
     pub reports: mpsc::UnboundedReceiver<Report>,
+    /// The `authorization` metadata of every call, in arrival order (None: there was none).
+    pub auth: Arc<Mutex<Vec<Option<String>>>>,
     kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Peer {
@@ -138,8 +155,13 @@ impl Peer {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, reports) = mpsc::unbounded_channel();
+        let auth = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder {
+            tx,
+            auth: auth.clone(),
+        };
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -148,7 +170,7 @@ impl Peer {
             rt.block_on(async move {
                 let listener = TcpListener::from_std(listener).unwrap();
                 let server = tonic::transport::Server::builder()
-                    .add_service(IngestServer::new(Recorder { tx }))
+                    .add_service(IngestServer::new(recorder))
                     .serve_with_incoming(TcpListenerStream::new(listener));
                 tokio::select! {
                     _ = server => {}
@@ -160,14 +182,20 @@ impl Peer {
         Peer {
             addr,
             reports,
+            auth,
             kill: Some(kill),
+            thread: Some(thread),
         }
     }
 
-    /// Kills the peer abruptly (connections are dropped, like a crashed aggregator).
+    /// Kills the peer abruptly (connections are dropped, like a crashed aggregator); once this
+    /// returns its runtime is gone, so its port can be bound again.
     pub fn kill(mut self) -> mpsc::UnboundedReceiver<Report> {
         if let Some(k) = self.kill.take() {
             let _ = k.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
         std::mem::replace(&mut self.reports, mpsc::unbounded_channel().1)
     }

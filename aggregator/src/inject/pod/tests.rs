@@ -62,7 +62,8 @@ fn the_sidecar_and_its_volume_go_first() {
     assert_eq!(init[1].str_at("name"), Some("migrate"));
     let volumes = pod.at(&["spec", "volumes"]).and_then(Node::as_seq).unwrap();
     assert_eq!(volumes[0].str_at("name"), Some(sidecar::PODINFO_VOLUME));
-    assert_eq!(volumes[1].str_at("name"), Some("data"));
+    assert_eq!(volumes[1].str_at("name"), Some(sidecar::TOKEN_VOLUME));
+    assert_eq!(volumes[2].str_at("name"), Some("data"));
     // Nothing else moved.
     assert_eq!(
         pod.at(&["spec", "containers"]),
