@@ -39,7 +39,8 @@ pub fn report(data: &[u8]) -> ReportOutcome {
         Some(v1::report::Ages::Summary(s)) => Some(s.clone()),
         _ => None,
     };
-    match validate(report, "10.1.2.3:41000", NOW_MS, &Limits::default()) {
+    let peer: std::sync::Arc<str> = "10.1.2.3:41000".into();
+    match validate(report, &peer, NOW_MS, &Limits::default()) {
         Ok(Valid::Goodbye(_)) => ReportOutcome::Goodbye,
         Ok(Valid::Observe(_)) => {
             if let Some(wire) = &summary {
