@@ -97,7 +97,8 @@ impl Tap {
         let m = &self.metrics;
         m.tap_connections.inc();
         m.tap_connections_open.inc();
-        let peer = app.peer();
+        // The slot stays here, under the listener's limit, until the connection is done.
+        let (app, peer, _slot) = app.into_parts();
         let upstream = match self.config.upstream.connect().await {
             Ok(s) => s,
             Err(error) => {
@@ -119,20 +120,34 @@ impl Tap {
             metrics: m.clone(),
             deliveries: counters.deliveries.clone(),
         });
-        let (app_read, app_write) = tokio::io::split(app);
-        let (broker_read, broker_write) = tokio::io::split(upstream);
-        let to_broker = pump(
-            app_read,
-            broker_write,
-            Direction::ToBroker,
-            &parser,
-            &counters,
-        );
-        let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
-        let ended = tokio::select! {
-            r = to_broker => ("app", r),
-            r = to_app => ("broker", r),
-            () = close.cancelled() => ("sidecar shutdown", Ok(())),
+        // Owned halves: each direction reads and writes its own half, with no lock between
+        // them (a TLS stream is one session, so its halves share one).
+        let (app_read, app_write) = app.into_split();
+        let ended = match upstream {
+            upstream::Stream::Plain(broker) => {
+                let (broker_read, broker_write) = broker.into_split();
+                let to_broker = pump(
+                    app_read,
+                    broker_write,
+                    Direction::ToBroker,
+                    &parser,
+                    &counters,
+                );
+                let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
+                run_both(to_broker, to_app, &close).await
+            }
+            tls @ upstream::Stream::Tls(_) => {
+                let (broker_read, broker_write) = tokio::io::split(tls);
+                let to_broker = pump(
+                    app_read,
+                    broker_write,
+                    Direction::ToBroker,
+                    &parser,
+                    &counters,
+                );
+                let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
+                run_both(to_broker, to_app, &close).await
+            }
         };
         // Both sockets are dropped here: the side still open is closed at once.
         let p = parser.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -142,6 +157,21 @@ impl Tap {
             "tap connection closed");
         counters.forget(m, id);
         m.tap_connections_open.dec();
+    }
+}
+
+/// Runs both directions in this one task until either ends or the sidecar closes every
+/// connection; says which side ended it. Returning drops both futures and with them every half
+/// of both sockets, so the side still open is closed at once.
+async fn run_both(
+    to_broker: impl Future<Output = io::Result<()>>,
+    to_app: impl Future<Output = io::Result<()>>,
+    close: &CancellationToken,
+) -> (&'static str, io::Result<()>) {
+    tokio::select! {
+        r = to_broker => ("app", r),
+        r = to_app => ("broker", r),
+        () = close.cancelled() => ("sidecar shutdown", Ok(())),
     }
 }
 
@@ -241,8 +271,23 @@ impl Parser {
     }
 }
 
+/// The writing half of a forwarded socket.
+trait Half {
+    /// Whether writes must be flushed to reach the socket (a TLS session buffers records; a
+    /// TCP half writes straight to the kernel and its flush does nothing).
+    const BUFFERED: bool;
+}
+
+impl Half for tokio::net::tcp::OwnedWriteHalf {
+    const BUFFERED: bool = false;
+}
+
+impl<T> Half for tokio::io::WriteHalf<T> {
+    const BUFFERED: bool = true;
+}
+
 /// Forwards `from` → `to` until `from` ends (then `to` is shut down) or either fails; each
-/// chunk is written (and flushed) before it is parsed and before the next read.
+/// chunk is written (and, through TLS, flushed) before it is parsed and before the next read.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
@@ -252,7 +297,7 @@ async fn pump<R, W>(
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Half + Unpin,
 {
     let mut buf = vec![0u8; BUFFER];
     let mut short_reads = 0u32;
@@ -263,7 +308,9 @@ where
             return Ok(());
         }
         to.write_all(&buf[..n]).await?;
-        to.flush().await?;
+        if W::BUFFERED {
+            to.flush().await?;
+        }
         counters.forwarded(direction, n);
         // Never held across an await: the two directions share one task, so it is uncontended.
         parser
