@@ -17,6 +17,7 @@
 
 pub mod frame;
 pub mod method;
+pub mod parser;
 pub mod state;
 pub mod upstream;
 
@@ -33,8 +34,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::queues::Queues;
 use crate::telemetry::{ConnectionLabels, DirectionLabel, Metrics};
-use frame::FrameReader;
-use state::{Direction, HeaderRule, ParseOff, Tracker};
+use parser::Parser;
+use state::{Direction, HeaderRule, Tracker};
 use upstream::Upstream;
 
 /// Bytes read (and written) per step in each direction, to start with and when idle.
@@ -111,15 +112,12 @@ impl Tap {
         };
         tracing::debug!(conn = id, %peer, upstream = %self.config.upstream, "tap connection open");
         let counters = Counters::new(m, id);
-        let parser = Mutex::new(Parser {
+        let parser = Mutex::new(Parser::new(
             id,
-            tracker: Tracker::new(self.queues.clone(), self.config.header.clone()),
-            client: FrameReader::client(),
-            server: FrameReader::server(),
-            off: None,
-            metrics: m.clone(),
-            deliveries: counters.deliveries.clone(),
-        });
+            Tracker::new(self.queues.clone(), self.config.header.clone()),
+            m.clone(),
+            counters.deliveries.clone(),
+        ));
         // Owned halves: each direction reads and writes its own half, with no lock between
         // them (a TLS stream is one session, so its halves share one).
         let (app_read, app_write) = app.into_split();
@@ -153,7 +151,7 @@ impl Tap {
         let p = parser.into_inner().unwrap_or_else(|e| e.into_inner());
         tracing::debug!(conn = id, %peer, closed_by = ended.0, error = ended.1.err().map(|e| e.to_string()),
             to_broker = counters.to_broker.get(), to_app = counters.to_app.get(),
-            deliveries = counters.deliveries.get(), parse_off = p.off.map(|e| e.reason()),
+            deliveries = counters.deliveries.get(), parse_off = p.off().map(|e| e.reason()),
             "tap connection closed");
         counters.forget(m, id);
         m.tap_connections_open.dec();
@@ -220,54 +218,6 @@ impl Counters {
         };
         one.inc_by(n as u64);
         all.inc_by(n as u64);
-    }
-}
-
-/// The side-channel reader of one connection: both directions' framing and the shared state.
-struct Parser {
-    id: u64,
-    tracker: Tracker,
-    client: FrameReader,
-    server: FrameReader,
-    /// Why parsing is off, once it is.
-    off: Option<ParseOff>,
-    metrics: Arc<Metrics>,
-    deliveries: Counter,
-}
-
-impl Parser {
-    /// Reads a copy of bytes already forwarded `direction`.
-    fn feed(&mut self, direction: Direction, bytes: &[u8]) {
-        if self.off.is_some() {
-            return;
-        }
-        let reader = match direction {
-            Direction::ToBroker => &mut self.client,
-            Direction::ToApp => &mut self.server,
-        };
-        let tracker = &mut self.tracker;
-        let result = reader.feed(bytes, |f| tracker.frame(direction, f));
-        if let Some(frame_max) = self.tracker.frame_max.take() {
-            // Tune-ok is sent once: from now on no frame may be larger, in either direction.
-            self.client.set_frame_max(frame_max);
-            self.server.set_frame_max(frame_max);
-        }
-        let seen = std::mem::take(&mut self.tracker.seen);
-        self.deliveries.inc_by(seen.deliveries);
-        self.metrics
-            .tap_unknown_consumer
-            .inc_by(seen.unknown_consumer);
-        self.metrics.tap_blocked.inc_by(seen.blocked);
-        if let Err(e) = result {
-            Metrics::inc(&self.metrics.tap_parse_off, e.reason());
-            tracing::warn!(conn = self.id, direction = direction.label(), reason = e.reason(), error = %e,
-                "tap stops reading this connection (forwarding goes on)");
-            self.off = Some(e);
-            // Nothing more is read: free what was followed.
-            self.tracker.forget();
-            self.client.stop();
-            self.server.stop();
-        }
     }
 }
 
