@@ -25,7 +25,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dwell_runtime::accept::{Conn, Listener};
+use std::net::SocketAddr;
+
+use dwell_runtime::accept::{Listener, Slot};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -76,10 +78,39 @@ impl Tap {
     pub async fn serve(self, listener: Listener, tasks: TaskTracker, shutdown: CancellationToken) {
         let tap = Arc::new(self);
         let close_all = CancellationToken::new();
+        let thread = match TapThread::start() {
+            Ok(t) => Some(t),
+            Err(error) => {
+                tracing::warn!(%error, "no thread of its own for the tap; its connections share the runtime");
+                None
+            }
+        };
+        let conns = TaskTracker::new();
         let mut id = 0u64;
         while let Some(conn) = listener.accept(&shutdown).await {
             id += 1;
-            tasks.spawn(tap.clone().connection(id, conn, close_all.clone()));
+            let (io, peer, slot) = conn.into_parts();
+            let close = close_all.clone();
+            match &thread {
+                // Re-registered with the tap's own runtime, in the task, on its thread.
+                Some(t) => match io.into_std() {
+                    Ok(io) => {
+                        let task =
+                            tap.clone()
+                                .connection(id, AppSocket::Moved(io), peer, slot, close);
+                        tasks.spawn_on(conns.track_future(task), &t.handle);
+                    }
+                    Err(error) => {
+                        tracing::warn!(conn = id, %peer, %error, "tap cannot take the connection")
+                    }
+                },
+                None => {
+                    let task = tap
+                        .clone()
+                        .connection(id, AppSocket::Here(io), peer, slot, close);
+                    tasks.spawn(conns.track_future(task));
+                }
+            }
         }
         let drain_until = tokio::time::Instant::now() + tap.config.drain;
         while listener.open_connections() > 0 && tokio::time::Instant::now() < drain_until {
@@ -92,14 +123,34 @@ impl Tap {
             );
         }
         close_all.cancel();
+        conns.close();
+        conns.wait().await;
+        drop(thread);
     }
 
-    async fn connection(self: Arc<Self>, id: u64, app: Conn<TcpStream>, close: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        id: u64,
+        app: AppSocket,
+        peer: SocketAddr,
+        // Kept, under the listener's limit, until the connection is done.
+        _slot: Slot,
+        close: CancellationToken,
+    ) {
         let m = &self.metrics;
         m.tap_connections.inc();
         m.tap_connections_open.inc();
-        // The slot stays here, under the listener's limit, until the connection is done.
-        let (app, peer, _slot) = app.into_parts();
+        let app = match app {
+            AppSocket::Here(s) => s,
+            AppSocket::Moved(s) => match TcpStream::from_std(s) {
+                Ok(s) => s,
+                Err(error) => {
+                    m.tap_connections_open.dec();
+                    tracing::warn!(conn = id, %peer, %error, "tap cannot take the connection");
+                    return;
+                }
+            },
+        };
         let upstream = match self.config.upstream.connect().await {
             Ok(s) => s,
             Err(error) => {
@@ -155,6 +206,51 @@ impl Tap {
             "tap connection closed");
         counters.forget(m, id);
         m.tap_connections_open.dec();
+    }
+}
+
+/// An accepted app connection on its way to its task.
+enum AppSocket {
+    /// Registered with the runtime the task runs on.
+    Here(TcpStream),
+    /// Taken out of the accepting runtime, for the tap's own.
+    Moved(std::net::TcpStream),
+}
+
+/// The tap's own thread and single-threaded runtime: every tap connection runs there, so one
+/// wake-up of one thread serves whatever both directions of every connection have ready, with
+/// no hand-over between worker threads. Stopped when dropped (after its connections ended).
+struct TapThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TapThread {
+    fn start() -> io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("dwell-tap".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for TapThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
