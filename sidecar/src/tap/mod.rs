@@ -18,6 +18,9 @@
 pub mod frame;
 pub mod method;
 pub mod parser;
+mod pump;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod state;
 pub mod upstream;
 
@@ -29,7 +32,6 @@ use std::net::SocketAddr;
 
 use dwell_runtime::accept::{Listener, Slot};
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::queues::Queues;
 use crate::telemetry::{ConnectionLabels, DirectionLabel, Metrics};
 use parser::Parser;
+use pump::pump;
 use state::{Direction, HeaderRule, Tracker};
 use upstream::Upstream;
 
@@ -314,66 +317,5 @@ impl Counters {
         };
         one.inc_by(n as u64);
         all.inc_by(n as u64);
-    }
-}
-
-/// The writing half of a forwarded socket.
-trait Half {
-    /// Whether writes must be flushed to reach the socket (a TLS session buffers records; a
-    /// TCP half writes straight to the kernel and its flush does nothing).
-    const BUFFERED: bool;
-}
-
-impl Half for tokio::net::tcp::OwnedWriteHalf {
-    const BUFFERED: bool = false;
-}
-
-impl<T> Half for tokio::io::WriteHalf<T> {
-    const BUFFERED: bool = true;
-}
-
-/// Forwards `from` → `to` until `from` ends (then `to` is shut down) or either fails; each
-/// chunk is written (and, through TLS, flushed) before it is parsed and before the next read.
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
-    direction: Direction,
-    parser: &Mutex<Parser>,
-    counters: &Counters,
-) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Half + Unpin,
-{
-    let mut buf = vec![0u8; BUFFER];
-    let mut short_reads = 0u32;
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            let _ = to.shutdown().await;
-            return Ok(());
-        }
-        to.write_all(&buf[..n]).await?;
-        if W::BUFFERED {
-            to.flush().await?;
-        }
-        counters.forwarded(direction, n);
-        // Never held across an await: the two directions share one task, so it is uncontended.
-        parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .feed(direction, &buf[..n]);
-        if n == buf.len() && buf.len() < MAX_BUFFER {
-            buf = vec![0u8; (buf.len() * 4).min(MAX_BUFFER)];
-            short_reads = 0;
-        } else if buf.len() > BUFFER && n < BUFFER {
-            short_reads += 1;
-            if short_reads >= SHRINK_AFTER {
-                buf = vec![0u8; BUFFER];
-                short_reads = 0;
-            }
-        } else {
-            short_reads = 0;
-        }
     }
 }
