@@ -63,6 +63,15 @@ struct Args {
     /// The broker's process name, whose CPU is counted per message (found in /proc).
     #[arg(long, default_value = "beam.smp")]
     broker_process: String,
+    /// A cluster on one machine: pin every thread of the broker's process to these CPUs
+    /// (`taskset -c` list) for the run, its mask restored afterwards. The SHARED broker runs
+    /// on fewer cores meanwhile: keep such runs short. Needs `--pin-clients`.
+    #[arg(long, requires = "pin_clients")]
+    pin_broker: Option<String>,
+    /// With `--pin-broker`: pin the bench (both clients of every path) and the sidecar and
+    /// relay it spawns to these CPUs, for the direct and the tapped paths alike.
+    #[arg(long, requires = "pin_broker")]
+    pin_clients: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -432,6 +441,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(args: Args) -> anyhow::Result<()> {
+    // Before pinning: the machine's cores, not the bench's share of them.
+    let machine = dwell_bench::machine_line();
+    // Restores the broker's affinity when dropped, whatever ends the run.
+    let _pinned = match (&args.pin_broker, &args.pin_clients) {
+        (Some(broker), Some(clients)) => {
+            let pid = procfs::find_process(&args.broker_process)
+                .ok_or_else(|| anyhow::anyhow!("no {} process to pin", args.broker_process))?;
+            let guard = dwell_bench::pin::Pinned::pin(pid, broker)?;
+            dwell_bench::pin::Pinned::pin_self(clients)?;
+            Some(guard)
+        }
+        _ => None,
+    };
     let mut runs = Vec::new();
     for n in 0..args.runs {
         runs.push(one_run(&args, n).await?);
@@ -439,14 +461,14 @@ async fn measure(args: Args) -> anyhow::Result<()> {
     let med = |f: &dyn Fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
     println!(
         "\n{} — `dwell-bench-tap --runs {} --megabytes {} --rate {} --seconds {} --idle {}`, median of {} runs\n",
-        dwell_bench::machine_line(),
-        args.runs,
-        args.megabytes,
-        args.rate,
-        args.seconds,
-        args.idle,
-        args.runs
+        machine, args.runs, args.megabytes, args.rate, args.seconds, args.idle, args.runs
     );
+    if let (Some(broker), Some(clients)) = (&args.pin_broker, &args.pin_clients) {
+        println!(
+            "Pinned (`--pin-broker {broker} --pin-clients {clients}`): every {} thread on CPU {broker}; the bench's clients, the sidecar and the relay on CPU {clients}, for every path.\n",
+            args.broker_process
+        );
+    }
     println!(
         "| message size | direct msg/s (baseline) | through the tap msg/s | tap / direct (each run) | tap CPU | minimal relay msg/s | relay / direct | relay CPU | tap / relay |"
     );
