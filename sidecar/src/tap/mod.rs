@@ -6,14 +6,16 @@
 //! Invisible by construction: the tap never writes a byte of its own into either stream, so
 //! Start/Tune negotiation, heartbeats, frame_max, channel_max, flow control and
 //! `connection.blocked` are exactly what app and broker say to each other. Each direction is one
-//! read → write → parse loop with one fixed buffer: while a write to one side is pending, the
-//! other side is not read, so TCP back-pressure reaches the sender. When either side closes or
-//! fails, the other is closed at once. Any parse error switches parsing off for that connection
-//! only (counted by reason, logged once); forwarding goes on.
+//! read → write → parse loop (`pump`; on Linux body payloads are spliced instead of copied):
+//! while a write to one side is pending, the other side is not read, so TCP back-pressure
+//! reaches the sender. When either side closes or fails, the other is closed at once. Any parse
+//! error switches parsing off for that connection only (counted by reason, logged once);
+//! forwarding goes on. Every connection runs on the tap's own thread (`TapThread`).
 //!
 //! Memory per idle connection: two [`BUFFER`]-byte buffers, two sockets and the channel map
 //! (a few hundred bytes per channel with consumers), about 40 KiB in all; a connection moving
-//! bulk data holds up to two [`MAX_BUFFER`]s while it does.
+//! bulk data holds up to two [`MAX_BUFFER`]s while it does, and a direction that has spliced
+//! keeps its (empty) pipe.
 
 pub mod frame;
 pub mod method;
