@@ -48,7 +48,7 @@ use upstream::Upstream;
 /// Bytes read (and written) per step in each direction, to start with and when idle.
 pub const BUFFER: usize = 16 * 1024;
 /// The buffer grows (×4 per full read) up to this while reads keep filling it (bulk bodies:
-/// fewer system calls per byte), and returns to [`BUFFER`] after [`SHRINK_AFTER`] short reads.
+/// fewer system calls per byte), and returns to [`BUFFER`] after `SHRINK_AFTER` (16) short reads.
 pub const MAX_BUFFER: usize = 256 * 1024;
 /// Consecutive reads shorter than [`BUFFER`] after which a grown buffer is released.
 const SHRINK_AFTER: u32 = 16;
