@@ -41,8 +41,10 @@ use tokio_util::task::TaskTracker;
 use crate::queues::Queues;
 use crate::telemetry::{ConnectionLabels, DirectionLabel, Metrics};
 use parser::Parser;
-use pump::pump;
+use pump::{Half, Source, pump};
 use state::{Direction, HeaderRule, Tracker};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use upstream::Upstream;
 
 /// Bytes read (and written) per step in each direction, to start with and when idle.
@@ -176,31 +178,13 @@ impl Tap {
         ));
         // Owned halves: each direction reads and writes its own half, with no lock between
         // them (a TLS stream is one session, so its halves share one).
-        let (app_read, app_write) = app.into_split();
+        let app = app.into_split();
         let ended = match upstream {
             upstream::Stream::Plain(broker) => {
-                let (broker_read, broker_write) = broker.into_split();
-                let to_broker = pump(
-                    app_read,
-                    broker_write,
-                    Direction::ToBroker,
-                    &parser,
-                    &counters,
-                );
-                let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
-                run_both(to_broker, to_app, &close).await
+                run_both(app, broker.into_split(), &parser, &counters, &close).await
             }
             tls @ upstream::Stream::Tls(_) => {
-                let (broker_read, broker_write) = tokio::io::split(tls);
-                let to_broker = pump(
-                    app_read,
-                    broker_write,
-                    Direction::ToBroker,
-                    &parser,
-                    &counters,
-                );
-                let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
-                run_both(to_broker, to_app, &close).await
+                run_both(app, tokio::io::split(tls), &parser, &counters, &close).await
             }
         };
         // Both sockets are dropped here: the side still open is closed at once.
@@ -259,14 +243,22 @@ impl Drop for TapThread {
     }
 }
 
-/// Runs both directions in this one task until either ends or the sidecar closes every
-/// connection; says which side ended it. Returning drops both futures and with them every half
-/// of both sockets, so the side still open is closed at once.
-async fn run_both(
-    to_broker: impl Future<Output = io::Result<()>>,
-    to_app: impl Future<Output = io::Result<()>>,
+/// Runs both directions (`app` and `broker` as read and write halves) in this one task until
+/// either ends or the sidecar closes every connection; says which side ended it. Returning drops
+/// both pumps and with them every half of both sockets, so the side still open is closed at once.
+async fn run_both<BR, BW>(
+    app: (OwnedReadHalf, OwnedWriteHalf),
+    broker: (BR, BW),
+    parser: &Mutex<Parser>,
+    counters: &Counters,
     close: &CancellationToken,
-) -> (&'static str, io::Result<()>) {
+) -> (&'static str, io::Result<()>)
+where
+    BR: AsyncRead + Source + Unpin,
+    BW: AsyncWrite + Half + Unpin,
+{
+    let to_broker = pump(app.0, broker.1, Direction::ToBroker, parser, counters);
+    let to_app = pump(broker.0, app.1, Direction::ToApp, parser, counters);
     tokio::select! {
         r = to_broker => ("app", r),
         r = to_app => ("broker", r),
