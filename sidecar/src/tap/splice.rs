@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 /// Size asked for each pipe: a 128 KiB frame_max body frame moves in one fill. Pages are held
 /// only while bytes are in flight; an empty pipe costs its descriptors and ring.
 const PIPE_SIZE: i32 = 256 * 1024;
+/// Most bytes asked of one step (a stream read blind asks for "everything").
+const MAX_STEP: usize = PIPE_SIZE as usize;
 
 /// Why a step did not forward.
 #[derive(Debug)]
@@ -68,6 +70,7 @@ impl Splicer {
                 }
             },
         };
+        let want = want.min(MAX_STEP);
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
         // The pipe is empty here, so "would block" can only be the socket's.
         let n = loop {
