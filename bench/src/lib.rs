@@ -7,6 +7,7 @@
 pub mod child;
 pub mod https;
 pub mod ingest;
+pub mod pin;
 pub mod plainhttp;
 pub mod procfs;
 pub mod rabbit;

@@ -74,3 +74,35 @@ impl CpuMeter {
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
+
+impl CpuMeter {
+    /// CPU seconds (user + system) used since the start.
+    pub fn seconds(&self) -> f64 {
+        cpu_seconds(self.pid).unwrap_or(self.start_cpu) - self.start_cpu
+    }
+}
+
+/// CPU seconds the whole machine spent busy so far (every core; `/proc/stat` less idle and
+/// iowait): with each process's own share subtracted, what everything else on the machine used.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: f64 = ticks.iter().take(8).sum::<f64>() - ticks.get(3)? - ticks.get(4)?;
+    Some(busy / TICKS_PER_SEC)
+}
+
+/// The pid of the first process whose `comm` is `name` (e.g. RabbitMQ's `beam.smp`).
+pub fn find_process(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+}

@@ -123,6 +123,14 @@ impl<IO> Conn<IO> {
         &self.io
     }
 
+    /// Takes the connection apart: the stream, its peer and its slot. The slot must be kept
+    /// for as long as the stream is open (dropping it frees the connection's place under the
+    /// listener's limit early); this lets a caller split the stream into owned halves
+    /// (`TcpStream::into_split`) instead of sharing it behind a lock.
+    pub fn into_parts(self) -> (IO, SocketAddr, Slot) {
+        (self.io, self.peer, Slot { _permit: self.slot })
+    }
+
     /// Replaces the stream (e.g. by its TLS session), keeping the peer and the slot.
     pub async fn upgrade<T, E, F>(self, f: impl FnOnce(IO) -> F) -> Result<Conn<T>, E>
     where
@@ -135,6 +143,13 @@ impl<IO> Conn<IO> {
             slot,
         })
     }
+}
+
+/// A connection's place under its listener's limit, taken out of a [`Conn`] by
+/// [`Conn::into_parts`]: released when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Conn<IO> {
@@ -218,7 +233,14 @@ mod tests {
         let mut buf = [0u8; 2];
         second.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hi");
-        drop((second, third));
+        // Taken apart, the connection keeps its slot until the slot is dropped.
+        let (stream, peer, slot) = third.into_parts();
+        assert_eq!(peer, clients[2].local_addr().unwrap());
+        drop(stream);
+        assert_eq!(listener.open_connections(), 2);
+        drop(slot);
+        assert_eq!(listener.open_connections(), 1);
+        drop(second);
         assert_eq!(listener.open_connections(), 0);
         shutdown.cancel();
         assert!(listener.accept(&shutdown).await.is_none());

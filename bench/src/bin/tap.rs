@@ -49,6 +49,36 @@ struct Args {
     /// Runs; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// The phases to run (throughput, latency, memory).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "throughput,latency,memory"
+    )]
+    phases: Vec<Phase>,
+    /// A/B of two builds: run this `dwell-sidecar` binary as the third path instead of the
+    /// minimal relay (its columns then compare it with the tap under test, in the same run).
+    #[arg(long)]
+    relay_sidecar: Option<std::path::PathBuf>,
+    /// The broker's process name, whose CPU is counted per message (found in /proc).
+    #[arg(long, default_value = "beam.smp")]
+    broker_process: String,
+    /// A cluster on one machine: pin every thread of the broker's process to these CPUs
+    /// (`taskset -c` list) for the run, its mask restored afterwards. The SHARED broker runs
+    /// on fewer cores meanwhile: keep such runs short. Needs `--pin-clients`.
+    #[arg(long, requires = "pin_clients")]
+    pin_broker: Option<String>,
+    /// With `--pin-broker`: pin the bench (both clients of every path) and the sidecar and
+    /// relay it spawns to these CPUs, for the direct and the tapped paths alike.
+    #[arg(long, requires = "pin_broker")]
+    pin_clients: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Throughput,
+    Latency,
+    Memory,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,12 +121,32 @@ fn relay(port: u16, upstream: String) -> anyhow::Result<()> {
     })
 }
 
+/// Flat-out publish + consume of one size over one path.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    /// Messages per second.
+    rate: f64,
+    /// Share of one core the hop (sidecar or relay) used.
+    hop_cores: f64,
+    /// CPU microseconds (user + system) per message: the bench's own publisher and consumer,
+    /// the broker, the hop (0 direct), and everything else the machine ran meanwhile.
+    us: Cpu,
+}
+
+/// CPU microseconds per message, by who spent them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    clients: f64,
+    broker: f64,
+    hop: f64,
+    others: f64,
+}
+
 /// One run's numbers.
 #[derive(Debug, Clone, Default)]
 struct Run {
-    /// (size, direct msg/s, tap msg/s, relay msg/s, sidecar cores, relay cores) of flat-out
-    /// publish + consume.
-    throughput: Vec<(usize, f64, f64, f64, f64, f64)>,
+    /// Per size: the direct, tap and relay passes.
+    throughput: Vec<[Pass; 3]>,
     /// (direct p50, p99, tap p50, p99) in ms.
     latency: (f64, f64, f64, f64),
     /// Sidecar cores while forwarding `rate` msg/s, and the rate reached.
@@ -208,38 +258,54 @@ async fn publish_consume(
 
 async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
     let tap_port = free_tcp_port()?;
-    let sidecar_args: Vec<String> = [
-        "--aggregator",
-        "http://127.0.0.1:9",
-        "--tap-listen",
-        &format!("127.0.0.1:{tap_port}"),
-        "--tap-upstream",
-        &format!("amqp://{}", host_port(&args.amqp_url)),
-        "--telemetry-addr",
-        "off",
-        "--pod-name",
-        "bench-0",
-        "--pod-namespace",
-        "bench",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let sidecar = Process::spawn("sidecar", &sibling_binary("dwell-sidecar")?, &sidecar_args)?;
+    let sidecar_args = |port: u16| -> Vec<String> {
+        [
+            "--aggregator",
+            "http://127.0.0.1:9",
+            "--tap-listen",
+            &format!("127.0.0.1:{port}"),
+            "--tap-upstream",
+            &format!("amqp://{}", host_port(&args.amqp_url)),
+            "--telemetry-addr",
+            "off",
+            "--pod-name",
+            "bench-0",
+            "--pod-namespace",
+            "bench",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let sidecar = Process::spawn(
+        "sidecar",
+        &sibling_binary("dwell-sidecar")?,
+        &sidecar_args(tap_port),
+    )?;
     sidecar
         .wait_for("dwell-sidecar started", Duration::from_secs(20))
         .await?;
     let pid = sidecar.pid()?;
     let relay_port = free_tcp_port()?;
-    let relay_args = vec![
-        "relay".to_owned(),
-        relay_port.to_string(),
-        host_port(&args.amqp_url),
-    ];
-    let relay = Process::spawn("relay", &sibling_binary("dwell-bench-tap")?, &relay_args)?;
-    relay
-        .wait_for("relay listening on", Duration::from_secs(10))
-        .await?;
+    let relay = match &args.relay_sidecar {
+        Some(bin) => {
+            let p = Process::spawn("other sidecar", bin, &sidecar_args(relay_port))?;
+            p.wait_for("dwell-sidecar started", Duration::from_secs(20))
+                .await?;
+            p
+        }
+        None => {
+            let relay_args = vec![
+                "relay".to_owned(),
+                relay_port.to_string(),
+                host_port(&args.amqp_url),
+            ];
+            let p = Process::spawn("relay", &sibling_binary("dwell-bench-tap")?, &relay_args)?;
+            p.wait_for("relay listening on", Duration::from_secs(10))
+                .await?;
+            p
+        }
+    };
     let relay_pid = relay.pid()?;
     let ports = (tap_port, relay_port);
     let queue = |what: &str| format!("dwell-bench-tap.{what}.{}.{n}", std::process::id());
@@ -250,26 +316,62 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
     } else {
         [Path::Relay, Path::Tap, Path::Direct]
     };
-    for &size in &args.sizes {
+    let broker_pid = procfs::find_process(&args.broker_process);
+    let sizes = if args.phases.contains(&Phase::Throughput) {
+        args.sizes.as_slice()
+    } else {
+        &[]
+    };
+    for &size in sizes {
         let count = (args.megabytes * 1024 * 1024 / size).max(2_000) as u64;
-        let (mut rates, mut cores) = ([0.0; 3], [0.0; 3]);
+        let mut passes = [Pass::default(); 3];
         for path in order {
             let url = url_for(args, path, ports);
-            let meter = CpuMeter::start(if path == Path::Relay { relay_pid } else { pid });
+            let hop = CpuMeter::start(if path == Path::Relay { relay_pid } else { pid });
+            let clients = CpuMeter::start(std::process::id());
+            let broker = broker_pid.map(CpuMeter::start);
+            let machine = procfs::machine_busy_seconds().unwrap_or(0.0);
             let (secs, _) = publish_consume(&url, &queue("tp"), size, count, None).await?;
-            rates[path as usize] = count as f64 / secs;
-            cores[path as usize] = meter.cores();
+            let per_msg = |s: f64| s * 1e6 / count as f64;
+            let (c, b) = (clients.seconds(), broker.map_or(0.0, |m| m.seconds()));
+            let h = if path == Path::Direct {
+                0.0
+            } else {
+                hop.seconds()
+            };
+            let all = procfs::machine_busy_seconds().unwrap_or(0.0) - machine;
+            passes[path as usize] = Pass {
+                rate: count as f64 / secs,
+                hop_cores: hop.cores(),
+                us: Cpu {
+                    clients: per_msg(c),
+                    broker: per_msg(b),
+                    hop: per_msg(h),
+                    others: per_msg((all - c - b - h).max(0.0)),
+                },
+            };
         }
+        let [d, t, r] = passes;
         eprintln!(
             "run {n}: {size} B: direct {:.0} msg/s, tap {:.0} msg/s ({:.0} % CPU), relay {:.0} msg/s ({:.0} % CPU)",
-            rates[0],
-            rates[1],
-            cores[1] * 100.0,
-            rates[2],
-            cores[2] * 100.0
+            d.rate,
+            t.rate,
+            t.hop_cores * 100.0,
+            r.rate,
+            r.hop_cores * 100.0
         );
-        run.throughput
-            .push((size, rates[0], rates[1], rates[2], cores[1], cores[2]));
+        for (name, p) in [("direct", d), ("tap", t), ("relay", r)] {
+            eprintln!(
+                "run {n}: {size} B: {name} CPU µs/msg: clients {:.1}, broker {:.1}, hop {:.1}, others {:.1}",
+                p.us.clients, p.us.broker, p.us.hop, p.us.others
+            );
+        }
+        run.throughput.push(passes);
+    }
+    if !args.phases.contains(&Phase::Latency) {
+        sidecar.stop().await;
+        relay.stop().await;
+        return Ok(run);
     }
     let count = args.rate * args.seconds;
     let mut lat = [(0.0, 0.0); 2];
@@ -297,6 +399,11 @@ async fn one_run(args: &Args, n: usize) -> anyhow::Result<Run> {
         run.cpu.0 * 100.0,
         run.cpu.1
     );
+    if !args.phases.contains(&Phase::Memory) {
+        sidecar.stop().await;
+        relay.stop().await;
+        return Ok(run);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = procfs::memory(pid).unwrap_or_default().rss;
     let url = url_for(args, Path::Tap, ports);
@@ -334,6 +441,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(args: Args) -> anyhow::Result<()> {
+    // Before pinning: the machine's cores, not the bench's share of them.
+    let machine = dwell_bench::machine_line();
+    // Restores the broker's affinity when dropped, whatever ends the run.
+    let _pinned = match (&args.pin_broker, &args.pin_clients) {
+        (Some(broker), Some(clients)) => {
+            let pid = procfs::find_process(&args.broker_process)
+                .ok_or_else(|| anyhow::anyhow!("no {} process to pin", args.broker_process))?;
+            let guard = dwell_bench::pin::Pinned::pin(pid, broker)?;
+            dwell_bench::pin::Pinned::pin_self(clients)?;
+            Some(guard)
+        }
+        _ => None,
+    };
     let mut runs = Vec::new();
     for n in 0..args.runs {
         runs.push(one_run(&args, n).await?);
@@ -341,27 +461,33 @@ async fn measure(args: Args) -> anyhow::Result<()> {
     let med = |f: &dyn Fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
     println!(
         "\n{} — `dwell-bench-tap --runs {} --megabytes {} --rate {} --seconds {} --idle {}`, median of {} runs\n",
-        dwell_bench::machine_line(),
-        args.runs,
-        args.megabytes,
-        args.rate,
-        args.seconds,
-        args.idle,
-        args.runs
+        machine, args.runs, args.megabytes, args.rate, args.seconds, args.idle, args.runs
     );
+    if let (Some(broker), Some(clients)) = (&args.pin_broker, &args.pin_clients) {
+        println!(
+            "Pinned (`--pin-broker {broker} --pin-clients {clients}`): every {} thread on CPU {broker}; the bench's clients, the sidecar and the relay on CPU {clients}, for every path.\n",
+            args.broker_process
+        );
+    }
     println!(
         "| message size | direct msg/s (baseline) | through the tap msg/s | tap / direct (each run) | tap CPU | minimal relay msg/s | relay / direct | relay CPU | tap / relay |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (i, size) in args.sizes.iter().enumerate() {
-        let d = med(&|r| r.throughput[i].1);
-        let t = med(&|r| r.throughput[i].2);
-        let rl = med(&|r| r.throughput[i].3);
-        let (tc, rc) = (med(&|r| r.throughput[i].4), med(&|r| r.throughput[i].5));
+    let sizes = if args.phases.contains(&Phase::Throughput) {
+        args.sizes.as_slice()
+    } else {
+        &[]
+    };
+    for (i, size) in sizes.iter().enumerate() {
+        let d = med(&|r| r.throughput[i][0].rate);
+        let t = med(&|r| r.throughput[i][1].rate);
+        let rl = med(&|r| r.throughput[i][2].rate);
+        let tc = med(&|r| r.throughput[i][1].hop_cores);
+        let rc = med(&|r| r.throughput[i][2].hop_cores);
         // The ratio of medians, and each run's own ratio (same broker moment) in brackets.
         let per_run: Vec<String> = runs
             .iter()
-            .map(|r| format!("{:.2}", r.throughput[i].2 / r.throughput[i].1))
+            .map(|r| format!("{:.2}", r.throughput[i][1].rate / r.throughput[i][0].rate))
             .collect();
         println!(
             "| {} KiB | {d:.0} | {t:.0} | {} ({}) | {:.0} % | {rl:.0} | {} | {:.0} % | {} |",
@@ -373,6 +499,30 @@ async fn measure(args: Args) -> anyhow::Result<()> {
             rc * 100.0,
             ratio(t, rl)
         );
+    }
+    if !sizes.is_empty() {
+        println!(
+            "\n| CPU µs per message (user + system), median of runs | clients | broker | hop | clients + broker + hop | everything else on the machine |"
+        );
+        println!("|---|---|---|---|---|---|");
+    }
+    for (i, size) in sizes.iter().enumerate() {
+        for (k, name) in ["direct", "through the tap", "minimal relay"]
+            .iter()
+            .enumerate()
+        {
+            let us = |f: &dyn Fn(&Cpu) -> f64| med(&|r| f(&r.throughput[i][k].us));
+            let (c, b, h) = (us(&|u| u.clients), us(&|u| u.broker), us(&|u| u.hop));
+            println!(
+                "| {} KiB {name} | {c:.1} | {b:.1} | {h:.1} | {:.1} | {:.1} |",
+                size / 1024,
+                c + b + h,
+                us(&|u| u.others)
+            );
+        }
+    }
+    if !args.phases.contains(&Phase::Latency) {
+        return Ok(());
     }
     let (dp50, dp99) = (med(&|r| r.latency.0), med(&|r| r.latency.1));
     let (tp50, tp99) = (med(&|r| r.latency.2), med(&|r| r.latency.3));
@@ -394,6 +544,9 @@ async fn measure(args: Args) -> anyhow::Result<()> {
         cores * 100.0,
         cores * 100.0 * 10_000.0 / reached.max(1.0)
     );
+    if !args.phases.contains(&Phase::Memory) {
+        return Ok(());
+    }
     let (idle, busy) = (med(&|r| r.rss.0 as f64), med(&|r| r.rss.1 as f64));
     println!(
         "Sidecar RSS: {} idle (after the load), {} with {} idle app connections open: {:.1} KiB per connection.",

@@ -157,6 +157,34 @@ impl FrameReader {
         self.scratch.capacity()
     }
 
+    /// How many of the next bytes of the stream this reader would pass over unread: the rest
+    /// of a body payload being skipped, everything (`usize::MAX`) once stopped, else 0. A
+    /// forwarder may move that many bytes without copying them out for the reader, and then
+    /// accounts for them with [`FrameReader::skipped`] instead of [`FrameReader::feed`].
+    pub fn skippable(&self) -> usize {
+        match self.phase {
+            Phase::Skip { remaining, .. } => remaining as usize,
+            Phase::Stopped => usize::MAX,
+            _ => 0,
+        }
+    }
+
+    /// Accounts for `n` bytes forwarded unread, `n` at most [`FrameReader::skippable`]: the
+    /// same as feeding any `n` bytes there (a larger `n` is cut to it; the rest is lost).
+    pub fn skipped(&mut self, n: usize) {
+        if let Phase::Skip { pending, remaining } = self.phase {
+            let n = n.min(remaining as usize) as u32;
+            self.phase = if n == remaining {
+                Phase::End { pending }
+            } else {
+                Phase::Skip {
+                    pending,
+                    remaining: remaining - n,
+                }
+            };
+        }
+    }
+
     /// Reads `input`, the next bytes of the stream, handing each complete frame to `on_frame`.
     /// The first error (the reader's, or one `on_frame` returns) stops the reader for good.
     pub fn feed<E: From<FrameError>>(
@@ -444,6 +472,53 @@ mod tests {
             prop_assert_eq!(read(&bytes, &cuts), read(&bytes, &[]));
             // The same without the protocol header: garbage from the start.
             prop_assert_eq!(read(&garbage, &cuts), read(&garbage, &[]));
+        }
+    }
+
+    proptest! {
+        /// A forwarder that moves every skippable run unread (as the tap's splice path does)
+        /// gets exactly the frames a reader fed every byte gets, however the bytes arrive.
+        #[test]
+        fn skipping_the_skippable_reads_the_same(
+            frames in proptest::collection::vec(frame(), 0..30),
+            garbage in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut bytes = encode(&frames);
+            bytes.extend_from_slice(&garbage);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.sort_unstable();
+            points.push(bytes.len());
+            let mut reader = FrameReader::client();
+            let mut seen = Vec::new();
+            let mut error = None;
+            let (mut at, mut skipped_any) = (0, false);
+            for p in points {
+                while at < p {
+                    let skip = reader.skippable().min(p - at);
+                    if skip > 0 {
+                        reader.skipped(skip);
+                        at += skip;
+                        skipped_any = true;
+                        continue;
+                    }
+                    // Fed one byte at a time up to the next skippable run.
+                    let r = reader.feed(&bytes[at..at + 1], |f| {
+                        seen.push(Owned::from(f));
+                        Ok::<(), FrameError>(())
+                    });
+                    at += 1;
+                    if let Err(e) = r {
+                        error.get_or_insert(e);
+                    }
+                }
+            }
+            let (expected, expected_error) = read(&bytes, &[]);
+            prop_assert_eq!(seen, expected);
+            prop_assert_eq!(error, expected_error);
+            if frames.iter().any(|f| matches!(f, Owned::Body(_, n) if *n > 0)) {
+                prop_assert!(skipped_any, "body payloads are skippable");
+            }
         }
     }
 

@@ -6,18 +6,23 @@
 //! Invisible by construction: the tap never writes a byte of its own into either stream, so
 //! Start/Tune negotiation, heartbeats, frame_max, channel_max, flow control and
 //! `connection.blocked` are exactly what app and broker say to each other. Each direction is one
-//! read → write → parse loop with one fixed buffer: while a write to one side is pending, the
-//! other side is not read, so TCP back-pressure reaches the sender. When either side closes or
-//! fails, the other is closed at once. Any parse error switches parsing off for that connection
-//! only (counted by reason, logged once); forwarding goes on.
+//! read → write → parse loop (`pump`; on Linux body payloads are spliced instead of copied):
+//! while a write to one side is pending, the other side is not read, so TCP back-pressure
+//! reaches the sender. When either side closes or fails, the other is closed at once. Any parse
+//! error switches parsing off for that connection only (counted by reason, logged once);
+//! forwarding goes on. Every connection runs on the tap's own thread (`TapThread`).
 //!
 //! Memory per idle connection: two [`BUFFER`]-byte buffers, two sockets and the channel map
 //! (a few hundred bytes per channel with consumers), about 40 KiB in all; a connection moving
-//! bulk data holds up to two [`MAX_BUFFER`]s while it does.
+//! bulk data holds up to two [`MAX_BUFFER`]s while it does, and a direction that has spliced
+//! keeps its (empty) pipe.
 
 pub mod frame;
 pub mod method;
 pub mod parser;
+mod pump;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod state;
 pub mod upstream;
 
@@ -25,9 +30,10 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dwell_runtime::accept::{Conn, Listener};
+use std::net::SocketAddr;
+
+use dwell_runtime::accept::{Listener, Slot};
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,13 +41,16 @@ use tokio_util::task::TaskTracker;
 use crate::queues::Queues;
 use crate::telemetry::{ConnectionLabels, DirectionLabel, Metrics};
 use parser::Parser;
+use pump::{Half, Source, pump};
 use state::{Direction, HeaderRule, Tracker};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use upstream::Upstream;
 
 /// Bytes read (and written) per step in each direction, to start with and when idle.
 pub const BUFFER: usize = 16 * 1024;
 /// The buffer grows (×4 per full read) up to this while reads keep filling it (bulk bodies:
-/// fewer system calls per byte), and returns to [`BUFFER`] after [`SHRINK_AFTER`] short reads.
+/// fewer system calls per byte), and returns to [`BUFFER`] after `SHRINK_AFTER` (16) short reads.
 pub const MAX_BUFFER: usize = 256 * 1024;
 /// Consecutive reads shorter than [`BUFFER`] after which a grown buffer is released.
 const SHRINK_AFTER: u32 = 16;
@@ -76,10 +85,39 @@ impl Tap {
     pub async fn serve(self, listener: Listener, tasks: TaskTracker, shutdown: CancellationToken) {
         let tap = Arc::new(self);
         let close_all = CancellationToken::new();
+        let thread = match TapThread::start() {
+            Ok(t) => Some(t),
+            Err(error) => {
+                tracing::warn!(%error, "no thread of its own for the tap; its connections share the runtime");
+                None
+            }
+        };
+        let conns = TaskTracker::new();
         let mut id = 0u64;
         while let Some(conn) = listener.accept(&shutdown).await {
             id += 1;
-            tasks.spawn(tap.clone().connection(id, conn, close_all.clone()));
+            let (io, peer, slot) = conn.into_parts();
+            let close = close_all.clone();
+            match &thread {
+                // Re-registered with the tap's own runtime, in the task, on its thread.
+                Some(t) => match io.into_std() {
+                    Ok(io) => {
+                        let task =
+                            tap.clone()
+                                .connection(id, AppSocket::Moved(io), peer, slot, close);
+                        tasks.spawn_on(conns.track_future(task), &t.handle);
+                    }
+                    Err(error) => {
+                        tracing::warn!(conn = id, %peer, %error, "tap cannot take the connection")
+                    }
+                },
+                None => {
+                    let task = tap
+                        .clone()
+                        .connection(id, AppSocket::Here(io), peer, slot, close);
+                    tasks.spawn(conns.track_future(task));
+                }
+            }
         }
         let drain_until = tokio::time::Instant::now() + tap.config.drain;
         while listener.open_connections() > 0 && tokio::time::Instant::now() < drain_until {
@@ -92,13 +130,34 @@ impl Tap {
             );
         }
         close_all.cancel();
+        conns.close();
+        conns.wait().await;
+        drop(thread);
     }
 
-    async fn connection(self: Arc<Self>, id: u64, app: Conn<TcpStream>, close: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        id: u64,
+        app: AppSocket,
+        peer: SocketAddr,
+        // Kept, under the listener's limit, until the connection is done.
+        _slot: Slot,
+        close: CancellationToken,
+    ) {
         let m = &self.metrics;
         m.tap_connections.inc();
         m.tap_connections_open.inc();
-        let peer = app.peer();
+        let app = match app {
+            AppSocket::Here(s) => s,
+            AppSocket::Moved(s) => match TcpStream::from_std(s) {
+                Ok(s) => s,
+                Err(error) => {
+                    m.tap_connections_open.dec();
+                    tracing::warn!(conn = id, %peer, %error, "tap cannot take the connection");
+                    return;
+                }
+            },
+        };
         let upstream = match self.config.upstream.connect().await {
             Ok(s) => s,
             Err(error) => {
@@ -117,20 +176,16 @@ impl Tap {
             m.clone(),
             counters.deliveries.clone(),
         ));
-        let (app_read, app_write) = tokio::io::split(app);
-        let (broker_read, broker_write) = tokio::io::split(upstream);
-        let to_broker = pump(
-            app_read,
-            broker_write,
-            Direction::ToBroker,
-            &parser,
-            &counters,
-        );
-        let to_app = pump(broker_read, app_write, Direction::ToApp, &parser, &counters);
-        let ended = tokio::select! {
-            r = to_broker => ("app", r),
-            r = to_app => ("broker", r),
-            () = close.cancelled() => ("sidecar shutdown", Ok(())),
+        // Owned halves: each direction reads and writes its own half, with no lock between
+        // them (a TLS stream is one session, so its halves share one).
+        let app = app.into_split();
+        let ended = match upstream {
+            upstream::Stream::Plain(broker) => {
+                run_both(app, broker.into_split(), &parser, &counters, &close).await
+            }
+            tls @ upstream::Stream::Tls(_) => {
+                run_both(app, tokio::io::split(tls), &parser, &counters, &close).await
+            }
         };
         // Both sockets are dropped here: the side still open is closed at once.
         let p = parser.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -140,6 +195,74 @@ impl Tap {
             "tap connection closed");
         counters.forget(m, id);
         m.tap_connections_open.dec();
+    }
+}
+
+/// An accepted app connection on its way to its task.
+enum AppSocket {
+    /// Registered with the runtime the task runs on.
+    Here(TcpStream),
+    /// Taken out of the accepting runtime, for the tap's own.
+    Moved(std::net::TcpStream),
+}
+
+/// The tap's own thread and single-threaded runtime: every tap connection runs there, so one
+/// wake-up of one thread serves whatever both directions of every connection have ready, with
+/// no hand-over between worker threads. Stopped when dropped (after its connections ended).
+struct TapThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TapThread {
+    fn start() -> io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("dwell-tap".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+        })
+    }
+}
+
+impl Drop for TapThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Runs both directions (`app` and `broker` as read and write halves) in this one task until
+/// either ends or the sidecar closes every connection; says which side ended it. Returning drops
+/// both pumps and with them every half of both sockets, so the side still open is closed at once.
+async fn run_both<BR, BW>(
+    app: (OwnedReadHalf, OwnedWriteHalf),
+    broker: (BR, BW),
+    parser: &Mutex<Parser>,
+    counters: &Counters,
+    close: &CancellationToken,
+) -> (&'static str, io::Result<()>)
+where
+    BR: AsyncRead + Source + Unpin,
+    BW: AsyncWrite + Half + Unpin,
+{
+    let to_broker = pump(app.0, broker.1, Direction::ToBroker, parser, counters);
+    let to_app = pump(broker.0, app.1, Direction::ToApp, parser, counters);
+    tokio::select! {
+        r = to_broker => ("app", r),
+        r = to_app => ("broker", r),
+        () = close.cancelled() => ("sidecar shutdown", Ok(())),
     }
 }
 
@@ -188,49 +311,5 @@ impl Counters {
         };
         one.inc_by(n as u64);
         all.inc_by(n as u64);
-    }
-}
-
-/// Forwards `from` → `to` until `from` ends (then `to` is shut down) or either fails; each
-/// chunk is written (and flushed) before it is parsed and before the next read.
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
-    direction: Direction,
-    parser: &Mutex<Parser>,
-    counters: &Counters,
-) -> io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUFFER];
-    let mut short_reads = 0u32;
-    loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            let _ = to.shutdown().await;
-            return Ok(());
-        }
-        to.write_all(&buf[..n]).await?;
-        to.flush().await?;
-        counters.forwarded(direction, n);
-        // Never held across an await: the two directions share one task, so it is uncontended.
-        parser
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .feed(direction, &buf[..n]);
-        if n == buf.len() && buf.len() < MAX_BUFFER {
-            buf = vec![0u8; (buf.len() * 4).min(MAX_BUFFER)];
-            short_reads = 0;
-        } else if buf.len() > BUFFER && n < BUFFER {
-            short_reads += 1;
-            if short_reads >= SHRINK_AFTER {
-                buf = vec![0u8; BUFFER];
-                short_reads = 0;
-            }
-        } else {
-            short_reads = 0;
-        }
     }
 }

@@ -49,6 +49,38 @@ impl Parser {
         &self.tracker
     }
 
+    /// How many of the next bytes `direction` need not be read at all (the rest of a body
+    /// payload; everything once parsing is off): they may be forwarded without a copy and
+    /// accounted for with [`Parser::skipped`].
+    pub fn skippable(&self, direction: Direction) -> usize {
+        if self.off.is_some() {
+            return usize::MAX;
+        }
+        self.reader(direction).skippable()
+    }
+
+    /// Accounts for `n` bytes (at most [`Parser::skippable`]) already forwarded `direction`
+    /// unread.
+    pub fn skipped(&mut self, direction: Direction, n: usize) {
+        if self.off.is_none() {
+            self.reader_mut(direction).skipped(n);
+        }
+    }
+
+    fn reader(&self, direction: Direction) -> &FrameReader {
+        match direction {
+            Direction::ToBroker => &self.client,
+            Direction::ToApp => &self.server,
+        }
+    }
+
+    fn reader_mut(&mut self, direction: Direction) -> &mut FrameReader {
+        match direction {
+            Direction::ToBroker => &mut self.client,
+            Direction::ToApp => &mut self.server,
+        }
+    }
+
     /// Reads a copy of bytes already forwarded `direction`.
     pub fn feed(&mut self, direction: Direction, bytes: &[u8]) {
         if self.off.is_some() {
