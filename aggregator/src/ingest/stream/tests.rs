@@ -64,7 +64,7 @@ async fn run(service: Arc<IngestService>, frames: Vec<Vec<u8>>) -> (Vec<u64>, St
         .into_iter()
         .map(|f| Ok::<_, Infallible>(Frame::data(Bytes::from(f))));
     let inbound = StreamBody::new(tokio_stream::iter(frames));
-    let collected = AckStream::new(service, inbound, "peer".into())
+    let collected = AckStream::new(service, inbound, "peer".into(), None)
         .collect()
         .await
         .expect("the body itself never fails");
