@@ -133,11 +133,6 @@ impl IngestAuth {
         Ok((auth, watch))
     }
 
-    /// Whether anything is checked at all (else every stream is unbound).
-    pub fn is_active(&self) -> bool {
-        self.tokens.is_some() || self.required || self.trust_domain.is_some()
-    }
-
     /// Who opened a stream with `authorization` (the header's value) over a connection whose
     /// client presented `certs` (leaf first), at `now_ms`. `Ok(None)`: nobody, and nobody is
     /// required. A token is only read when tokens are configured.
