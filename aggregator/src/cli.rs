@@ -246,8 +246,9 @@ pub struct IngestArgs {
     pub ingest_report_burst: u32,
 
     /// Most concurrent streams on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS;
-    /// a sidecar uses one).
-    #[arg(long, env = "DWELL_GRPC_MAX_STREAMS_PER_CONNECTION", default_value_t = 32,
+    /// a sidecar uses one, a proxy pooling many sidecars' streams on one connection more:
+    /// streams past it wait in the client).
+    #[arg(long, env = "DWELL_GRPC_MAX_STREAMS_PER_CONNECTION", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_streams_per_connection: u32,
 

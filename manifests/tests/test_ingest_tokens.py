@@ -46,7 +46,7 @@ class IngestTokensManifestTest(unittest.TestCase):
         for env, default in (("DWELL_INGEST_TOKEN_AUDIENCE", "dwell"),
                              ("DWELL_INGEST_MAX_SOURCES_PER_NAMESPACE", "10000"),
                              ("DWELL_INGEST_MAX_SOURCES", "100000"),
-                             ("DWELL_GRPC_MAX_STREAMS_PER_CONNECTION", "32")):
+                             ("DWELL_GRPC_MAX_STREAMS_PER_CONNECTION", "256")):
             self.assertEqual(render.help_default(text, env), default, env)
 
     def test_the_binary_takes_the_component_env_and_refuses_an_empty_key_set(self):

@@ -38,7 +38,7 @@ impl Default for IngestLimits {
             max_sources: 100_000,
             max_reports_per_second: 300.0,
             report_burst: 1_000.0,
-            max_streams_per_connection: 32,
+            max_streams_per_connection: 256,
             keepalive_interval: Some(Duration::from_secs(60)),
             keepalive_timeout: Duration::from_secs(20),
         }
