@@ -27,7 +27,8 @@ use crate::api::authz::sar::{KubeApi, SarSettings};
 use crate::api::authz::{Authorizer, AuthzSettings};
 use crate::cli::{Args, InjectArgs, InjectDefaults, MetricsAuthzArgs};
 use crate::engine::Engine;
-use crate::ingest::{IngestMetrics, IngestService, Limits};
+use crate::identity::{IngestAuth, IngestAuthSettings, TokenSettings};
+use crate::ingest::{IngestLimits, IngestMetrics, IngestService, Limits};
 use crate::inject::{InjectSettings, Selection};
 use crate::inspect::InspectService;
 use crate::policy::RuleSet;
@@ -91,6 +92,47 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// What the injection webhook injects.
     pub inject: InjectSettings,
+    /// Ingest authentication and per-caller limits.
+    pub ingest: IngestSettings,
+}
+
+/// Who may report for which pod ([`IngestAuthSettings`]) and what one caller may take.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Token verification, SPIFFE binding, whether an identity is required.
+    pub auth: IngestAuthSettings,
+    /// Sources, report rate, streams per connection, keepalive.
+    pub limits: IngestLimits,
+}
+
+impl IngestSettings {
+    fn from_args(args: crate::cli::IngestArgs) -> Self {
+        let tokens = args
+            .ingest_jwks
+            .zip(args.ingest_token_issuer)
+            .map(|(jwks, issuer)| TokenSettings {
+                jwks,
+                jwks_poll_interval: args.ingest_jwks_poll_interval,
+                issuer,
+                audience: args.ingest_token_audience,
+            });
+        Self {
+            auth: IngestAuthSettings {
+                tokens,
+                required: args.ingest_require_identity,
+                spiffe_trust_domain: args.ingest_spiffe_trust_domain,
+            },
+            limits: IngestLimits {
+                max_sources_per_namespace: args.ingest_max_sources_per_namespace as usize,
+                max_sources: args.ingest_max_sources as usize,
+                max_reports_per_second: f64::from(args.ingest_max_reports_per_second),
+                report_burst: f64::from(args.ingest_report_burst),
+                max_streams_per_connection: args.grpc_max_streams_per_connection,
+                keepalive_interval: Some(args.grpc_keepalive_interval),
+                keepalive_timeout: args.grpc_keepalive_timeout,
+            },
+        }
+    }
 }
 
 impl Settings {
@@ -121,6 +163,7 @@ impl Settings {
             client_ca,
             metrics_authz,
             inject,
+            ingest,
         } = args;
         let (authz, limits) = metrics_authz_settings(metrics_authz);
         let grpc_tls = grpc_tls_cert.zip(grpc_tls_key).map(|files| TlsSettings {
@@ -168,6 +211,7 @@ impl Settings {
             },
             sweep_interval,
             inject: inject_settings(inject),
+            ingest: IngestSettings::from_args(ingest),
         }
     }
 }
@@ -434,6 +478,26 @@ impl App {
         }
         let ingest_metrics = IngestMetrics::default();
         ingest_metrics.register(&telemetry);
+        let (ingest_auth, jwks_watch) =
+            IngestAuth::load(&settings.ingest.auth, ingest_metrics.jwks.clone())
+                .context("ingest tokens (--ingest-jwks)")?;
+        if let Some((keys, content, every)) = jwks_watch {
+            tracker.spawn(keys.watch(content, every, shutdown.clone()));
+        }
+        match (&settings.ingest.auth, settings.grpc.client_ca.is_some()) {
+            (a, _) if a.required => tracing::info!(
+                tokens = a.tokens.is_some(),
+                "every ingest stream must prove its pod (token) or namespace (certificate)"
+            ),
+            (a, mtls) if a.tokens.is_some() || mtls => tracing::warn!(
+                "ingest streams without a token or SPIFFE certificate may report for ANY \
+                 namespace and pod; set --ingest-require-identity"
+            ),
+            _ => tracing::warn!(
+                "ingest does not bind reports to their sender: any client may report for any \
+                 pod; set --ingest-jwks/--ingest-token-issuer and --ingest-require-identity"
+            ),
+        }
         let ingest = IngestService::new(
             store.clone(),
             clock.clone(),
@@ -441,7 +505,9 @@ impl App {
             ingest_metrics,
             tracker.clone(),
             shutdown.clone(),
-        );
+        )
+        .with_auth(ingest_auth)
+        .with_limits(settings.ingest.limits);
         let inspect = InspectService::new(engine.clone(), store.clone(), clock.clone());
         let listener = Listener::new(grpc, "gRPC", settings.grpc.max_connections);
         let (grpc_tracker, grpc_shutdown) = (tracker.clone(), shutdown.clone());

@@ -184,6 +184,87 @@ pub struct Args {
     /// What the injection webhook (POST /mutate/pods) injects.
     #[command(flatten)]
     pub inject: InjectDefaults,
+
+    /// Who may report for which pod, and what one caller may take.
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+}
+
+/// Ingest authentication (a pod reports only for itself) and per-caller limits.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// The service-account issuer's keys: the JSON `kubectl get --raw /openid/v1/jwks` prints.
+    /// With it, a stream's `authorization: Bearer` token is verified offline (RS256/ES256,
+    /// exp/nbf/iat, --ingest-token-issuer, --ingest-token-audience) and its reports must be
+    /// about the token's own namespace and pod. Re-read on change; a bad new file keeps the keys.
+    #[arg(long, env = "DWELL_INGEST_JWKS", requires = "ingest_token_issuer")]
+    pub ingest_jwks: Option<PathBuf>,
+
+    /// How often --ingest-jwks is checked for new keys.
+    #[arg(long, env = "DWELL_INGEST_JWKS_POLL_INTERVAL", default_value = "10s",
+          value_parser = duration::parse)]
+    pub ingest_jwks_poll_interval: Duration,
+
+    /// The `iss` of the cluster's service-account tokens (e.g.
+    /// https://kubernetes.default.svc.cluster.local; `kubectl get --raw
+    /// /.well-known/openid-configuration` shows it). Required with --ingest-jwks.
+    #[arg(long, env = "DWELL_INGEST_TOKEN_ISSUER", requires = "ingest_jwks")]
+    pub ingest_token_issuer: Option<String>,
+
+    /// The audience ingest tokens must be for (the sidecar's projected token's `audience`).
+    #[arg(long, env = "DWELL_INGEST_TOKEN_AUDIENCE", default_value = "dwell")]
+    pub ingest_token_audience: String,
+
+    /// Refuse (UNAUTHENTICATED) every ingest stream without a verified identity: a token
+    /// (--ingest-jwks) or a client certificate with a SPIFFE ID (--grpc-client-ca).
+    #[arg(long, env = "DWELL_INGEST_REQUIRE_IDENTITY")]
+    pub ingest_require_identity: bool,
+
+    /// With mTLS: the trust domain of the client certificates' SPIFFE IDs
+    /// (spiffe://TRUST-DOMAIN/ns/NS/sa/SA binds namespace NS); without it, any trust domain.
+    #[arg(long, env = "DWELL_INGEST_SPIFFE_TRUST_DOMAIN")]
+    pub ingest_spiffe_trust_domain: Option<String>,
+
+    /// Most sources one namespace may hold; a report adding one more is refused
+    /// (RESOURCE_EXHAUSTED). Sources held are never evicted for it.
+    #[arg(long, env = "DWELL_INGEST_MAX_SOURCES_PER_NAMESPACE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_max_sources_per_namespace: u32,
+
+    /// Most sources held in all (10 000 take ~56 MiB, 50 000 ~177 MiB: BENCHMARKS.md).
+    #[arg(long, env = "DWELL_INGEST_MAX_SOURCES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_max_sources: u32,
+
+    /// Sustained reports per second one stream may send (a sidecar sends one per queue per
+    /// interval); a report over it and --ingest-report-burst is refused and ends the stream
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "DWELL_INGEST_MAX_REPORTS_PER_SECOND", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_max_reports_per_second: u32,
+
+    /// Reports a stream may send at once (a reconnecting sidecar resends its backlog, 300 by
+    /// default).
+    #[arg(long, env = "DWELL_INGEST_REPORT_BURST", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ingest_report_burst: u32,
+
+    /// Most concurrent streams on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS;
+    /// a sidecar uses one, a proxy pooling many sidecars' streams on one connection more:
+    /// streams past it wait in the client).
+    #[arg(long, env = "DWELL_GRPC_MAX_STREAMS_PER_CONNECTION", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_streams_per_connection: u32,
+
+    /// How often the gRPC server pings each connection (HTTP/2 PING).
+    #[arg(long, env = "DWELL_GRPC_KEEPALIVE_INTERVAL", default_value = "60s",
+          value_parser = duration::parse)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// A connection whose peer leaves a ping unanswered this long is closed.
+    #[arg(long, env = "DWELL_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s",
+          value_parser = duration::parse)]
+    pub grpc_keepalive_timeout: Duration,
 }
 
 /// Metrics API authorization (after authentication) and its HTTPS connection limits.

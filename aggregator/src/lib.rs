@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod identity;
 pub mod ingest;
 pub mod inject;
 pub mod inspect;

@@ -342,6 +342,11 @@ impl WindowStore {
             .remove_if(&key.namespace, |_, ns| ns.keys.is_empty());
     }
 
+    /// Whether `key` is held (a report for it takes no new source).
+    pub fn contains(&self, key: &SourceKey) -> bool {
+        self.sources.contains_key(key)
+    }
+
     /// Number of sources a read of `namespace` (None: every namespace) walks.
     pub fn sources_in(&self, namespace: Option<&str>) -> usize {
         match namespace {

@@ -62,11 +62,30 @@ pub async fn connect(uri: &str, n: usize) -> anyhow::Result<Vec<Channel>> {
     Ok(out)
 }
 
+/// Who a simulated sidecar is: its source, and the token it sends (`--tokens`).
+#[derive(Clone)]
+pub struct Sender {
+    /// The source it reports.
+    pub source: v1::Source,
+    /// `Bearer <token>` for its pod, on every call.
+    pub token: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl Sender {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            req.metadata_mut().insert("authorization", token.clone());
+        }
+        req
+    }
+}
+
 /// One simulated sidecar: waits `delay` (to spread the fleet over one period), then sends one
 /// report every `period` until `stop`.
 pub async fn sidecar(
     channel: Channel,
-    source: v1::Source,
+    sender: Sender,
     period: Duration,
     delay: Duration,
     mut payload: Payload,
@@ -81,7 +100,8 @@ pub async fn sidecar(
         .max_decoding_message_size(1 << 20)
         .max_encoding_message_size(4 << 20);
     let (tx, rx) = mpsc::channel::<v1::Report>(4);
-    let mut acks = match client.stream(ReceiverStream::new(rx)).await {
+    let source = &sender.source;
+    let mut acks = match client.stream(sender.request(ReceiverStream::new(rx))).await {
         Ok(r) => r.into_inner(),
         Err(e) => return counters.error(format!("open stream: {e}")),
     };
@@ -95,7 +115,7 @@ pub async fn sidecar(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 seq += 1;
-                let report = next_report(&mut payload, &source, instance, seq, interval_ms);
+                let report = next_report(&mut payload, source, instance, seq, interval_ms);
                 match tx.try_send(report) {
                     Ok(()) => { counters.sent.fetch_add(1, Ordering::Relaxed); }
                     Err(_) => { counters.behind.fetch_add(1, Ordering::Relaxed); }
@@ -136,7 +156,7 @@ fn next_report(
 /// what the window costs from what an open HTTP/2 stream costs.
 pub async fn pusher(
     channel: Channel,
-    source: v1::Source,
+    sender: Sender,
     period: Duration,
     delay: Duration,
     mut payload: Payload,
@@ -159,9 +179,9 @@ pub async fn pusher(
             _ = tick.tick() => {}
         }
         seq += 1;
-        let report = next_report(&mut payload, &source, instance, seq, interval_ms);
+        let report = next_report(&mut payload, &sender.source, instance, seq, interval_ms);
         counters.sent.fetch_add(1, Ordering::Relaxed);
-        match client.push(report).await {
+        match client.push(sender.request(report)).await {
             Ok(a) => {
                 counters.acked.fetch_add(1, Ordering::Relaxed);
                 counters

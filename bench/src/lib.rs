@@ -15,6 +15,7 @@ pub mod reads;
 pub mod reports;
 pub mod stats;
 pub mod target;
+pub mod tokens;
 
 /// Installs ring as the process's rustls crypto provider (idempotent).
 pub fn install_crypto() {

@@ -85,7 +85,12 @@ where
     }
     let req = Request::from_http(req);
     let peer = super::peer_of(&req);
-    let acks = AckStream::new(service, req.into_inner(), peer);
+    // Once per stream: every report on it is bound to this identity.
+    let identity = match service.authenticate(&req, &peer) {
+        Ok(identity) => identity,
+        Err(status) => return status.into_http(),
+    };
+    let acks = AckStream::new(service, req.into_inner(), peer, identity);
     let mut response = http::Response::new(Body::new(acks));
     response
         .headers_mut()
@@ -102,10 +107,14 @@ impl UnaryService<Report> for Push {
 
     fn call(&mut self, request: Request<Report>) -> Self::Future {
         let peer = super::peer_of(&request);
-        std::future::ready(
-            self.0
-                .handle(request.into_inner(), &peer)
-                .map(Response::new),
-        )
+        let service = &self.0;
+        let answer = service.authenticate(&request, &peer).and_then(|identity| {
+            let now = service.clock.now_ms();
+            if let Some(id) = &identity {
+                service.check_expiry(id, now)?;
+            }
+            service.handle(request.into_inner(), &peer, identity.as_ref(), now)
+        });
+        std::future::ready(answer.map(Response::new))
     }
 }

@@ -1,7 +1,8 @@
 //! The gRPC server: Ingest, Inspect, `grpc.health.v1` and reflection (v1 and v1alpha), served
 //! on a bound listener until a shutdown token fires, plaintext or TLS with optional mTLS
 //! ([`serve`], over the shared accept loop with its connection limit), or on any stream of
-//! connections ([`serve_incoming`]).
+//! connections ([`serve_incoming`]); each connection with the HTTP/2 stream limit and
+//! keepalive of the service's `IngestLimits`.
 use std::net::SocketAddr;
 
 use dwell_runtime::accept::Listener;
@@ -87,7 +88,14 @@ where
     health
         .set_serving::<dwell_proto::v1::inspect_server::InspectServer<InspectService>>()
         .await;
+    // Per connection: at most this many streams at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS:
+    // a client queues more; one that ignores it gets REFUSED_STREAM), and server pings that
+    // close a connection whose peer stopped answering.
+    let limits = *ingest.caller_limits();
     Server::builder()
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
+        .http2_keepalive_interval(limits.keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -12,6 +12,11 @@
 //! compressed messages (none is negotiated) and undecodable ones with `INTERNAL`, a rejected
 //! report with its `INVALID_ARGUMENT` after the acks before it; the client closing its side
 //! ends the stream with OK, and so does shutdown (the sidecar reconnects elsewhere).
+//!
+//! The stream's identity was verified when it opened; each report is bound to it, and once
+//! its token's `exp` passes the next report ends the stream `UNAUTHENTICATED` (the sidecar
+//! reconnects with the token the kubelet rotated in). A report over the stream's rate is
+//! refused and ends it `RESOURCE_EXHAUSTED`.
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,6 +31,8 @@ use tonic::codegen::StdError;
 use tonic::codegen::http::HeaderMap;
 
 use super::IngestService;
+use super::limits::Bucket;
+use crate::identity::Identity;
 
 /// The gRPC message prefix: compression flag and length.
 const PREFIX: usize = 5;
@@ -50,16 +57,26 @@ pub struct AckStream<B> {
     max_message_bytes: usize,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     state: State,
+    /// Who may be reported for (`None`: unbound).
+    identity: Option<Box<Identity>>,
+    /// Report tokens (`--ingest-max-reports-per-second`).
+    bucket: Bucket,
     /// Shutdown waits for the stream as for a task.
     _tracked: TaskTrackerToken,
 }
 
 impl<B> AckStream<B> {
-    /// Serves `inbound` (the request body) for `peer`.
-    pub fn new(service: Arc<IngestService>, inbound: B, peer: Arc<str>) -> Self {
+    /// Serves `inbound` (the request body) for `peer`, authenticated as `identity`.
+    pub fn new(
+        service: Arc<IngestService>,
+        inbound: B,
+        peer: Arc<str>,
+        identity: Option<Identity>,
+    ) -> Self {
         let shutdown = Box::pin(service.shutdown.clone().cancelled_owned());
         let tracked = service.streams.token();
         let max_message_bytes = service.limits.max_message_bytes;
+        let bucket = service.caller_limits.bucket(service.clock.now_ms());
         Self {
             service,
             inbound,
@@ -68,6 +85,8 @@ impl<B> AckStream<B> {
             max_message_bytes,
             shutdown,
             state: State::Open,
+            identity: identity.map(Box::new),
+            bucket,
             _tracked: tracked,
         }
     }
@@ -123,6 +142,23 @@ impl<B> AckStream<B> {
     }
 }
 
+impl<B> AckStream<B> {
+    /// Checks the stream's credential and rate, then decodes and handles one report.
+    fn answer(&mut self, message: Bytes) -> Result<dwell_proto::v1::Ack, Status> {
+        let now = self.service.clock.now_ms();
+        if let Some(identity) = &self.identity {
+            self.service.check_expiry(identity, now)?;
+        }
+        let service = &self.service;
+        service
+            .caller_limits
+            .take(&mut self.bucket, now)
+            .map_err(|refused| service.limited(refused, &self.peer))?;
+        let report = Report::decode(message).map_err(|e| Status::internal(e.to_string()))?;
+        service.handle(report, &self.peer, self.identity.as_deref(), now)
+    }
+}
+
 /// One ack as a gRPC message.
 fn frame_of(ack: &dwell_proto::v1::Ack) -> Bytes {
     let len = ack.encoded_len();
@@ -172,9 +208,7 @@ where
                     continue;
                 }
                 Ok(Some(message)) => {
-                    let answer = Report::decode(message)
-                        .map_err(|e| Status::internal(e.to_string()))
-                        .and_then(|report| self.service.handle(report, &self.peer));
+                    let answer = self.answer(message);
                     match answer {
                         Ok(ack) => return Poll::Ready(Some(Ok(Frame::data(frame_of(&ack))))),
                         // The stream ends with the rejection's status.

@@ -111,6 +111,25 @@ pub fn subject(cert: &CertificateDer<'_>) -> Option<Subject> {
     })
 }
 
+/// The URI subject alternative names of a DER certificate (empty if it does not parse): where
+/// a workload certificate carries its SPIFFE ID (`crate::identity::spiffe`).
+pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some((*uri).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,8 @@
 //! pushed with a real tonic client or `grpcurl`, values read with `kubectl get --raw`.
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;

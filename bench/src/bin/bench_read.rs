@@ -268,7 +268,10 @@ async fn fed_aggregator(
     let channel = ingest::connect(&agg.grpc_uri(), 1).await?.remove(0);
     tokio::spawn(ingest::sidecar(
         channel,
-        reports::source("bench", "worker-0", "jobs"),
+        ingest::Sender {
+            source: reports::source("bench", "worker-0", "jobs"),
+            token: None,
+        },
         Duration::from_secs(1),
         Duration::ZERO,
         Payload::Summaries(Arc::new(reports::summary_pool(16, 50, 1))),

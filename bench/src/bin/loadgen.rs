@@ -24,6 +24,7 @@ use dwell_bench::reads::{self, HpaPaths, KindResult};
 use dwell_bench::reports;
 use dwell_bench::stats::{median, ratio};
 use dwell_bench::target::Aggregator;
+use dwell_bench::tokens;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +94,11 @@ struct Args {
     /// Another aggregator build measured in the same runs, as the baseline of the comparison.
     #[arg(long)]
     baseline_aggregator: Option<PathBuf>,
+    /// Measures the aggregator twice per run, with ingest tokens (each stream sends an ES256
+    /// token for its own pod; `--ingest-jwks`, `--ingest-require-identity`) and without, the
+    /// run without as the baseline (streams only, not with --unary).
+    #[arg(long, conflicts_with_all = ["baseline_aggregator", "unary"])]
+    tokens: bool,
 }
 
 /// What one run measured.
@@ -106,6 +112,9 @@ struct Run {
     cpu_cores: f64,
     /// Aggregator CPU seconds per acked report with no reads running.
     ingest_cpu_per_report: f64,
+    /// Aggregator CPU seconds over the warm-up, while every stream opens (and, with tokens,
+    /// is verified).
+    warmup_cpu_s: f64,
     /// Object read p50 / p99 under load with no other read running.
     solo: (f64, f64),
     rss: u64,
@@ -126,14 +135,29 @@ fn source_for(i: usize, pods: usize) -> dwell_proto::v1::Source {
     }
 }
 
-async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
-    let agg = Aggregator::start_binary(bin, None, &[]).await?;
+async fn one_run(args: &Args, bin: &std::path::Path, tokens: bool) -> anyhow::Result<Run> {
+    let issuer = tokens.then(tokens::Issuer::new).transpose()?;
+    let jwks = std::env::temp_dir().join(format!("dwell-loadgen-{}.jwks", std::process::id()));
+    let mut flags: Vec<String> = Vec::new();
+    if let Some(issuer) = &issuer {
+        issuer.write_jwks(&jwks)?;
+        flags.extend(["--ingest-jwks".into(), jwks.display().to_string()]);
+        flags.extend(["--ingest-token-issuer".into(), tokens::ISSUER.into()]);
+        flags.push("--ingest-require-identity".into());
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agg = Aggregator::start_binary(bin, None, &flags).await?;
+    let sender = |source: dwell_proto::v1::Source| -> anyhow::Result<ingest::Sender> {
+        let token = issuer.as_ref().map(|i| i.bearer(&source)).transpose()?;
+        Ok(ingest::Sender { source, token })
+    };
     let pid = agg.process.pid()?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = procfs::memory(pid).map(|m| m.rss).unwrap_or(0);
     let counters = Arc::new(Counters::default());
     let stop = CancellationToken::new();
     let channels = ingest::connect(&agg.grpc_uri(), args.connections.max(1)).await?;
+    let warmup_cpu = CpuMeter::start(pid);
     let mut handles = Vec::new();
     let (fleet, fleet_period) = match args.scenario {
         Scenario::Fleet => (args.streams, Duration::from_secs_f64(1.0 / args.rate)),
@@ -152,7 +176,7 @@ async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
         let delay = fleet_period.mul_f64((i as f64 * 0.618_033_988_749_894_9).fract());
         handles.push(driver(
             channels[i % channels.len()].clone(),
-            source_for(i, args.pods),
+            sender(source_for(i, args.pods))?,
             fleet_period,
             delay,
             Payload::Summaries(pool.clone()),
@@ -168,7 +192,11 @@ async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
             let delay = period.mul_f64(i as f64 / args.raw_streams as f64);
             handles.push(driver(
                 channels[i % channels.len()].clone(),
-                reports::source("bench-raw", &format!("raw-{i}"), "firehose"),
+                sender(reports::source(
+                    "bench-raw",
+                    &format!("raw-{i}"),
+                    "firehose",
+                ))?,
                 period,
                 delay,
                 Payload::Samples(reports::sample_batch(args.raw_batch, i as u64)),
@@ -179,6 +207,8 @@ async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
         sources += args.raw_streams;
     }
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let warmup_cpu_s = warmup_cpu.cores() * warmup_cpu.elapsed_secs();
+    let _ = std::fs::remove_file(&jwks);
     let ns = if args.scenario == Scenario::Fleet && args.streams > args.pods {
         "ns-000"
     } else {
@@ -216,6 +246,7 @@ async fn one_run(args: &Args, bin: &std::path::Path) -> anyhow::Result<Run> {
         idle_rss,
         sources,
         ingest_cpu_per_report,
+        warmup_cpu_s,
         ..Run::default()
     };
     let mem = procfs::memory(pid).unwrap_or_default();
@@ -275,17 +306,20 @@ async fn main() -> anyhow::Result<()> {
         Some(bin) => bin.clone(),
         None => sibling_binary("dwell-aggregator")?,
     };
-    let mut builds = vec![("measured", bin)];
+    let mut builds = vec![("measured", bin.clone(), args.tokens)];
     if let Some(base) = &args.baseline_aggregator {
-        builds.push(("baseline", base.clone()));
+        builds.push(("baseline", base.clone(), false));
+    }
+    if args.tokens {
+        builds = vec![("tokens on", bin.clone(), true), ("tokens off", bin, false)];
     }
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); builds.len()];
     for i in 0..args.runs {
         for k in 0..builds.len() {
             // Alternate which build goes first, so drift in the machine's load hits both.
             let b = (i + k) % builds.len();
-            let (name, bin) = &builds[b];
-            let r = one_run(&args, bin).await?;
+            let (name, bin, tokens) = &builds[b];
+            let r = one_run(&args, bin, *tokens).await?;
             eprintln!(
                 "run {} {name}: {:.0} reports/s, {:.0} ages/s, aggregator {:.0}% CPU, {:.1} µs CPU/report, RSS {} (peak {}), reads {:?}, Object alone {:?}",
                 i + 1,
@@ -301,7 +335,7 @@ async fn main() -> anyhow::Result<()> {
             runs[b].push(r);
         }
     }
-    for ((name, bin), runs) in builds.iter().zip(&runs) {
+    for ((name, bin, _), runs) in builds.iter().zip(&runs) {
         print_tables(&args, name, bin, runs);
     }
     if let [measured, baseline] = runs.as_slice() {
@@ -326,6 +360,11 @@ fn print_comparison(measured: &[Run], baseline: &[Run]) {
         "ingest CPU per report (no reads)",
         &|r| r.ingest_cpu_per_report * 1e6,
         "µs",
+    );
+    row(
+        "aggregator CPU over the warm-up (all streams opening)",
+        &|r| r.warmup_cpu_s,
+        "s",
     );
     row("aggregator CPU under load", &|r| r.cpu_cores * 100.0, "%");
     row("RSS", &|r| r.rss as f64 / 1048576.0, "MiB");

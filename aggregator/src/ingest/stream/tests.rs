@@ -60,11 +60,20 @@ fn message(seq: u64, age_ms: i64) -> Vec<u8> {
 
 /// Runs a stream over `frames`; returns the acked seqs and the final grpc-status.
 async fn run(service: Arc<IngestService>, frames: Vec<Vec<u8>>) -> (Vec<u64>, String) {
+    run_as(service, frames, None).await
+}
+
+/// [`run`] for a stream authenticated as `identity`.
+async fn run_as(
+    service: Arc<IngestService>,
+    frames: Vec<Vec<u8>>,
+    identity: Option<Identity>,
+) -> (Vec<u64>, String) {
     let frames = frames
         .into_iter()
         .map(|f| Ok::<_, Infallible>(Frame::data(Bytes::from(f))));
     let inbound = StreamBody::new(tokio_stream::iter(frames));
-    let collected = AckStream::new(service, inbound, "peer".into())
+    let collected = AckStream::new(service, inbound, "peer".into(), identity)
         .collect()
         .await
         .expect("the body itself never fails");
@@ -83,6 +92,38 @@ async fn run(service: Arc<IngestService>, frames: Vec<Vec<u8>>) -> (Vec<u64>, St
         seqs.push(v1::Ack::decode(one).expect("an ack").seq);
     }
     (seqs, status)
+}
+
+/// A stream's identity binds every report on it, and its token's expiry ends it.
+#[tokio::test]
+async fn reports_are_bound_to_the_stream_identity_until_it_expires() {
+    let frames = || vec![[message(1, 10), message(2, 20)].concat()];
+    let as_pod = |pod: &str, expires_at_ms| Identity {
+        namespace: "ns".into(),
+        pod: Some(pod.into()),
+        expires_at_ms: Some(expires_at_ms),
+        proof: "token",
+    };
+    let code = |c: tonic::Code| (c as i32).to_string();
+    let svc = service(1 << 20);
+    assert_eq!(
+        run_as(svc.clone(), frames(), Some(as_pod("pod-1", NOW))).await,
+        (vec![1, 2], "0".into())
+    );
+    assert_eq!(
+        run_as(svc.clone(), frames(), Some(as_pod("pod-2", NOW))).await,
+        (vec![], code(tonic::Code::PermissionDenied))
+    );
+    assert_eq!(
+        run_as(svc.clone(), frames(), Some(as_pod("pod-1", NOW - 1))).await,
+        (vec![], code(tonic::Code::Unauthenticated))
+    );
+    let denied = svc
+        .metrics
+        .denied
+        .get_or_create(&crate::ingest::telemetry::ReasonLabel { reason: "pod" })
+        .get();
+    assert_eq!(denied, 1);
 }
 
 #[tokio::test]
