@@ -110,6 +110,17 @@ struct Session {
     last_peek: Option<Instant>,
 }
 
+/// Why the peek could not get a channel on the broker (the password masked in both).
+#[derive(Debug, thiserror::Error)]
+enum ReachError {
+    /// No connection.
+    #[error(transparent)]
+    Connect(#[from] dwell_amqp::ConnectError),
+    /// Connected, but no channel.
+    #[error("cannot open a channel: {0}")]
+    Channel(#[from] lapin::Error),
+}
+
 impl Peek {
     /// Peeks once per interval until `shutdown` fires.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -214,7 +225,7 @@ impl Peek {
         Tick::Peeked
     }
 
-    async fn channel(&self, s: &mut Session) -> Result<Channel, lapin::Error> {
+    async fn channel(&self, s: &mut Session) -> Result<Channel, ReachError> {
         if let Some(ch) = s.channel.as_ref().filter(|c| c.status().connected()) {
             return Ok(ch.clone());
         }
@@ -222,7 +233,7 @@ impl Peek {
             Some(c) if c.status().connected() => c,
             _ => {
                 let name = format!("dwell-sidecar peek {}", self.config.queue);
-                self.config.url.connect(&name).await?
+                crate::amqp::connect(&self.config.url, &name).await?
             }
         };
         let ch = conn.create_channel().await;

@@ -66,7 +66,10 @@ impl Stats {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut last_error: Option<String> = None;
         let name = "dwell-sidecar stats";
-        while let Some(connected) = shutdown.run_until_cancelled(url.connect(name)).await {
+        while let Some(connected) = shutdown
+            .run_until_cancelled(crate::amqp::connect(url, name))
+            .await
+        {
             match connected {
                 Ok(conn) => {
                     tracing::info!(amqp = %url, "stats source connected");

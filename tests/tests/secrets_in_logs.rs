@@ -17,7 +17,9 @@
 //! `secrets.fresh(…)` (or register a key with `add_private_key`), give it to the binary in
 //! [`AggregatorSecrets`] / the scenario's flags, drive the path that reads it, and the final
 //! `assert_absent` covers it. No line is asserted on by time: each step waits for the log line
-//! that shows it happened.
+//! that shows it happened. The aggregator's verified ingest tokens (`--ingest-jwks`) and its
+//! SubjectAccessReview token are checked the same way where those paths run:
+//! `aggregator/tests/ingest_auth.rs` and `aggregator/tests/authz_sar.rs`.
 //!
 //! Uses the shared RabbitMQ only with a user that does not exist (`dwell-secrets-<pid>`): the
 //! broker refuses it, nothing is created.
